@@ -1,0 +1,1 @@
+"""Pure polars functions from frames to frames: validation, dedup, per-GPU rows. No I/O."""

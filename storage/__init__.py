@@ -1,0 +1,1 @@
+"""DuckDB history: the explicit, versioned schema, the batch writer and the queries."""

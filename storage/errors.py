@@ -1,0 +1,25 @@
+"""Exceptions raised by the storage package.
+
+    StorageError
+    ├── SchemaVersionError   the database was written by a newer orbitwatch, or a migration failed
+    ├── DatabaseLockedError  another process holds the DuckDB file
+    └── QueryError           an operator's SQL failed; carries DuckDB's own message
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class of every error raised by ``storage``."""
+
+
+class SchemaVersionError(StorageError):
+    """The database schema is newer than this code, or a migration failed."""
+
+
+class DatabaseLockedError(StorageError):
+    """Another process holds the DuckDB file (DuckDB allows one writing process per file)."""
+
+
+class QueryError(StorageError):
+    """An operator's SQL failed; the message is DuckDB's."""

@@ -1,0 +1,166 @@
+"""The batch writer: one DuckDB transaction stores a batch's rows, dead letters and Kafka offsets.
+
+Frames already stored are dropped by the ``rack_frames`` primary key (``ON CONFLICT DO NOTHING``),
+so a frame is stored once however often, and however late, it arrives. Offsets and exactly-once
+counters are written in the same transaction, so after a crash the consumer resumes exactly where the
+last committed batch ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+import polars as pl
+
+from storage.errors import StorageError
+
+_FRAME_KEY = ["rack_id", "boot_epoch", "frame_seq"]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionProgress:
+    """What one batch did on one partition: where it ended and what it consumed."""
+
+    next_offset: int
+    messages: int
+    duplicates_in_batch: int = 0
+
+
+@dataclass(slots=True)
+class BatchToStore:
+    """Everything one batch writes, in the tables' column names."""
+
+    topic: str
+    rack_rows: pl.DataFrame
+    gpu_rows: pl.DataFrame
+    dead_letters: pl.DataFrame
+    progress: dict[int, PartitionProgress] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """What a committed batch stored."""
+
+    frames_stored: int
+    samples_stored: int
+    duplicates_dropped: int
+    dead_letters: int
+
+
+class HistoryWriter:
+    """Writes batches to an open DuckDB connection that this process owns."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self._rack_columns = _columns(con, "rack_frames")
+        self._gpu_columns = _columns(con, "gpu_samples")
+        self._dead_columns = _columns(con, "dead_letters")
+
+    def stored_offsets(self, topic: str) -> dict[int, int]:
+        """Next offset to read per partition, as committed with the data."""
+        rows = self._con.execute(
+            "SELECT kafka_partition, next_offset FROM kafka_offsets WHERE topic = ?", [topic]
+        ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def write(self, batch: BatchToStore) -> StoredBatch:
+        """Store one batch atomically; raises StorageError after rolling back on failure."""
+        now = datetime.now(UTC)
+        con = self._con
+        try:
+            con.execute("BEGIN TRANSACTION")
+            new_keys = self._insert_frames(batch.rack_rows, now)
+            samples = self._insert_samples(batch.gpu_rows, batch.rack_rows.height, new_keys)
+            dead = self._insert_dead_letters(batch.dead_letters, now)
+            stored = _count_by_partition(new_keys)
+            offered = _count_by_partition(batch.rack_rows)
+            dead_by_partition = _count_by_partition(dead)
+            self._advance_offsets(batch, stored, offered, dead_by_partition, now)
+            con.execute("COMMIT")
+        except (duckdb.Error, pl.exceptions.PolarsError) as exc:
+            con.execute("ROLLBACK")
+            raise StorageError(f"batch write failed and was rolled back: {exc}") from exc
+        duplicates = sum(p.duplicates_in_batch for p in batch.progress.values())
+        duplicates += batch.rack_rows.height - new_keys.height
+        return StoredBatch(new_keys.height, samples, duplicates, dead.height)
+
+    def _insert_frames(self, rack_rows: pl.DataFrame, now: datetime) -> pl.DataFrame:
+        rows = rack_rows.with_columns(pl.lit(now).alias("ingested_at")).select(self._rack_columns)  # noqa: F841
+        columns = ", ".join(self._rack_columns)
+        inserted = self._con.execute(
+            f"INSERT INTO rack_frames ({columns}) SELECT {columns} FROM rows "
+            "ON CONFLICT DO NOTHING RETURNING rack_id, boot_epoch, frame_seq, kafka_partition"
+        ).fetchall()
+        return pl.DataFrame(
+            inserted,
+            schema={"rack_id": pl.String, "boot_epoch": pl.Int32, "frame_seq": pl.Int64, "kafka_partition": pl.Int32},
+            orient="row",
+        )
+
+    def _insert_samples(self, gpu_rows: pl.DataFrame, offered: int, new_keys: pl.DataFrame) -> int:
+        rows = gpu_rows if new_keys.height == offered else gpu_rows.join(new_keys, on=_FRAME_KEY, how="semi")
+        rows = rows.select(self._gpu_columns)
+        columns = ", ".join(self._gpu_columns)
+        self._con.execute(f"INSERT INTO gpu_samples ({columns}) SELECT {columns} FROM rows")
+        return rows.height
+
+    def _insert_dead_letters(self, dead: pl.DataFrame, now: datetime) -> pl.DataFrame:
+        if dead.is_empty():
+            return pl.DataFrame(schema={"kafka_partition": pl.Int32})
+        rows = dead.with_columns(pl.lit(now).alias("dead_lettered_at")).select(self._dead_columns)  # noqa: F841
+        columns = ", ".join(self._dead_columns)
+        inserted = self._con.execute(
+            f"INSERT INTO dead_letters ({columns}) SELECT {columns} FROM rows ON CONFLICT DO NOTHING "
+            "RETURNING kafka_partition"
+        ).fetchall()
+        return pl.DataFrame(inserted, schema={"kafka_partition": pl.Int32}, orient="row")
+
+    def _advance_offsets(
+        self,
+        batch: BatchToStore,
+        stored: dict[int, int],
+        offered: dict[int, int],
+        dead: dict[int, int],
+        now: datetime,
+    ) -> None:
+        for partition, progress in batch.progress.items():
+            new = stored.get(partition, 0)
+            duplicates = progress.duplicates_in_batch + offered.get(partition, 0) - new
+            self._con.execute(
+                """INSERT INTO kafka_offsets VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (topic, kafka_partition) DO UPDATE SET
+                    next_offset = excluded.next_offset,
+                    messages = kafka_offsets.messages + excluded.messages,
+                    frames_stored = kafka_offsets.frames_stored + excluded.frames_stored,
+                    duplicates_dropped = kafka_offsets.duplicates_dropped + excluded.duplicates_dropped,
+                    dead_letters = kafka_offsets.dead_letters + excluded.dead_letters,
+                    updated_at = excluded.updated_at""",
+                [
+                    batch.topic,
+                    partition,
+                    progress.next_offset,
+                    progress.messages,
+                    new,
+                    duplicates,
+                    dead.get(partition, 0),
+                    now,
+                ],
+            )
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    if not rows:
+        raise StorageError(f"table {table} is missing; was the database migrated?")
+    return [str(r[0]) for r in rows]
+
+
+def _count_by_partition(frame: pl.DataFrame) -> dict[int, int]:
+    if frame.is_empty():
+        return {}
+    return dict(frame.group_by("kafka_partition").len().iter_rows())
