@@ -12,9 +12,7 @@ UNKNOWN_SCHEMA_IDS = (0, 3, 7, 99, 4242)
 MAX_ATTEMPTS = 1000
 
 
-def _candidate(
-    kind: MalformedKind, valid: bytes, key: bytes, rng: random.Random, codec: ContractCodec
-) -> bytes:
+def _candidate(kind: MalformedKind, valid: bytes, key: bytes, rng: random.Random, codec: ContractCodec) -> bytes:
     if kind == "bad_magic":
         payload = {
             "rack_id": key.decode(),
@@ -32,9 +30,7 @@ def _candidate(
     return valid[:HEADER_SIZE] + rng.randbytes(rng.randint(16, 4096))
 
 
-def make_malformed(
-    kind: MalformedKind, valid: bytes, key: bytes, rng: random.Random, codec: ContractCodec
-) -> bytes:
+def make_malformed(kind: MalformedKind, valid: bytes, key: bytes, rng: random.Random, codec: ContractCodec) -> bytes:
     """A malformed variant of the valid message ``valid``, checked to be undecodable by ``codec``."""
     for _ in range(MAX_ATTEMPTS):
         value = _candidate(kind, valid, key, rng, codec)

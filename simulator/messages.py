@@ -99,9 +99,7 @@ class Simulation:
             self._deliver(rack, frame, offset + rack.link_rng.uniform(*LIVE_LATENCY_S), contact)
         self._playback(rack, board, min(len(board), self.config.playback_per_s), offset, contact)
 
-    def _playback(
-        self, rack: Rack, board: deque[SampledFrame], count: int, offset: float, contact: GroundPass
-    ) -> None:
+    def _playback(self, rack: Rack, board: deque[SampledFrame], count: int, offset: float, contact: GroundPass) -> None:
         rate = self.config.playback_per_s
         for index in range(count):
             at_s = offset + (index + rack.link_rng.random()) / rate
@@ -159,9 +157,7 @@ def _fault_records(config: SimulationConfig) -> list[FaultRecord]:
     ]
 
 
-def generate(
-    config: SimulationConfig, contract_dir: Path | None = None
-) -> tuple[Iterator[SimMessage], GroundTruth]:
+def generate(config: SimulationConfig, contract_dir: Path | None = None) -> tuple[Iterator[SimMessage], GroundTruth]:
     """The run's messages and its truth, which is complete once the iterator is exhausted."""
     simulation = Simulation(config, contract_dir)
     return simulation.messages(), simulation.truth

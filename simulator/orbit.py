@@ -45,9 +45,7 @@ def _orbital_passes(config: SimulationConfig, phase_s: float, rng: random.Random
 
 def _continuous_passes(config: SimulationConfig, rng: random.Random) -> list[GroundPass]:
     count = math.ceil(config.duration_s / CONTINUOUS_PASS_S) + 1
-    return [
-        GroundPass(i * CONTINUOUS_PASS_S, (i + 1) * CONTINUOUS_PASS_S, *_stations(rng)) for i in range(count)
-    ]
+    return [GroundPass(i * CONTINUOUS_PASS_S, (i + 1) * CONTINUOUS_PASS_S, *_stations(rng)) for i in range(count)]
 
 
 class OrbitSchedule:

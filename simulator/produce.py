@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-
-from kafka import KafkaProducer
 
 from simulator.messages import SimMessage
 
@@ -21,6 +20,15 @@ PROGRESS_EVERY = 1000
 
 class ProduceError(RuntimeError):
     """Kafka rejected at least one message."""
+
+
+def _make_producer(bootstrap_servers: str, config: Mapping[str, Any]) -> Any:
+    """A kafka-python KafkaProducer; kafka is imported here, quieting its import-time deprecation warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=bootstrap_servers, **config)
 
 
 def _pace(message: SimMessage, first_ms: int, started: float, speed: float) -> None:
@@ -49,7 +57,7 @@ def produce(
     if speed is not None and speed <= 0:
         raise ValueError("speed must be positive")
     config: dict[str, Any] = {**DEFAULT_PRODUCER_CONFIG, **(producer_config or {})}
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, **config)
+    producer = _make_producer(bootstrap_servers, config)
     failures: list[BaseException] = []
     started = time.monotonic() if realtime_start is None else realtime_start
     first_ms: int | None = None
@@ -59,9 +67,7 @@ def produce(
             if speed is not None:
                 first_ms = message.timestamp_ms if first_ms is None else first_ms
                 _pace(message, first_ms, started, speed)
-            future = producer.send(
-                topic, key=message.key, value=message.value, timestamp_ms=message.timestamp_ms
-            )
+            future = producer.send(topic, key=message.key, value=message.value, timestamp_ms=message.timestamp_ms)
             future.add_errback(failures.append)
             count += 1
             if progress is not None and count % PROGRESS_EVERY == 0:

@@ -20,6 +20,7 @@ MAX_GPU_POWER_W = 690.0
 SEU_PER_S = 3 / 3600
 SEU_STORM_FACTOR = 50.0
 DOSE_STORM_FACTOR = 20.0
+RADIATOR_FAILURE_TAU_S = 300.0
 REBOOT_DOWNTIME_S = (5, 30)
 FUTURE_SHIFT_US = 86_400 * 1_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -124,12 +125,11 @@ class Rack:
         rng = self.rng
         active = [f for f in self._faults if f.active(offset_s)] if self._faults else []
         eclipse = self.schedule.in_eclipse(offset_s)
-        extra_heat = self._update_rack(offset_s, eclipse, active)
+        inlet, extra_heat = self._update_rack(offset_s, eclipse, active)
         rand = rng.random
         for node in self.nodes:
             if rand() < JOB_CHANGE_PER_S:
                 node.new_job(rng)
-        inlet = self._thermal["coolant_inlet_c"]
         nodes = self.nodes
         total = 0.0
         for index, gpu in enumerate(self.gpus):
@@ -140,8 +140,8 @@ class Rack:
         invalid = rng.choice(INVALID_KINDS) if rand() < self._config.invalid_value_rate else None
         return self._finish(offset_s, invalid)
 
-    def _update_rack(self, offset_s: float, eclipse: bool, active: list[FaultSpec]) -> float:
-        """Thermal and radiation state; returns the extra heat every GPU sees."""
+    def _update_rack(self, offset_s: float, eclipse: bool, active: list[FaultSpec]) -> tuple[float, float]:
+        """Thermal and radiation state; returns the healthy coolant inlet and the GPUs' extra heat."""
         rand = self.rng.random
         target = (-18.0 if eclipse else 6.0) + 8.0 * self._load
         self.radiator_c += (target - self.radiator_c) * 0.004
@@ -150,22 +150,23 @@ class Rack:
         for fault in active:
             elapsed = offset_s - fault.start_s
             if fault.kind == "radiator_failure":
-                radiator += 0.03 * elapsed
-                inlet_extra = 0.012 * elapsed
+                climb = 1.0 - math.exp(-elapsed / RADIATOR_FAILURE_TAU_S)
+                radiator += 40.0 * climb
+                inlet_extra = 12.0 * climb
                 extra_heat = 15.0 + 10.0 * min(1.0, elapsed / fault.duration_s)
             elif fault.kind == "seu_storm":
                 seu_p *= SEU_STORM_FACTOR
                 dose *= DOSE_STORM_FACTOR
-        inlet = 20.0 + 0.25 * self.radiator_c + inlet_extra
+        inlet = 20.0 + 0.25 * self.radiator_c
         thermal = self._thermal
         thermal["radiator_c"] = radiator
-        thermal["coolant_inlet_c"] = inlet
-        thermal["coolant_outlet_c"] = inlet + 2.0 + 8.0 * self._load + inlet_extra
+        thermal["coolant_inlet_c"] = inlet + inlet_extra
+        thermal["coolant_outlet_c"] = inlet + 2.0 + 8.0 * self._load + 2.0 * inlet_extra
         radiation = self._radiation
         if rand() < seu_p:
             radiation["seu_count"] += 1
         radiation["dose_rate_mrad_h"] = dose
-        return extra_heat
+        return inlet, extra_heat
 
     def _gpu_fault(self, fault: FaultSpec, elapsed_s: float) -> None:
         gpu = self.gpus[fault.node * GPUS_PER_NODE + fault.gpu]

@@ -116,11 +116,7 @@ class GroundTruth(BaseModel):
 
     def delivered_ids(self) -> set[tuple[str, int, int]]:
         """Every delivered valid frame as ``(rack_id, boot_epoch, frame_seq)``."""
-        return {
-            (r.rack_id, r.boot_epoch, seq)
-            for r in self.delivered
-            for seq in range(r.first_seq, r.last_seq + 1)
-        }
+        return {(r.rack_id, r.boot_epoch, seq) for r in self.delivered for seq in range(r.first_seq, r.last_seq + 1)}
 
 
 def to_ranges(seqs: dict[FrameKey, set[int]]) -> list[SeqRange]:
@@ -158,9 +154,7 @@ class TruthRecorder:
             self._delivered[(rack, epoch)].add(seq)
         else:
             truth.invalid_frames_sent += 1
-            truth.invalid_values.append(
-                InvalidValueRecord(rack_id=rack, boot_epoch=epoch, frame_seq=seq, kind=invalid)
-            )
+            truth.invalid_values.append(InvalidValueRecord(rack_id=rack, boot_epoch=epoch, frame_seq=seq, kind=invalid))
 
     def lost(self, rack: str, epoch: int, seq: int) -> None:
         self.truth.frames_lost += 1
