@@ -62,13 +62,14 @@ def frame_schema(record: dict[str, Any]) -> pl.Schema:
 
 
 def _varint_size(value: pl.Expr) -> pl.Expr:
-    """Bytes of a zigzag varint for an integer expression (1 to 10)."""
+    """Bytes of a zigzag varint for an integer expression (1 to 10).
+
+    The zigzag of x has one bit more than x (or ~x when negative), so the size is ceil(bits / 7).
+    """
     v = value.cast(pl.Int64)
-    size = pl.lit(1, pl.Int64)
-    for k in range(1, 10):
-        bound = 1 << (7 * k - 1)
-        size = size + ((v >= bound) | (v < -bound)).cast(pl.Int64)
-    return size
+    magnitude = pl.when(v >= 0).then(v).otherwise(-(v + 1))
+    bits = 65 - magnitude.bitwise_leading_zeros().cast(pl.Int64)
+    return (bits + 6) // 7
 
 
 def encoded_size(node: AvroType, value: pl.Expr) -> pl.Expr:

@@ -13,6 +13,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +26,7 @@ from ingest import avro_polars
 from ingest.registry import SchemaRegistry, WriterSchema
 from ingest.wire import split_header
 
-_SMALLEST_BISECTED_GROUP = 16
+_FALLBACK_CHUNK = 128
 METADATA_SCHEMA = pl.Schema(
     {
         "schema_id": pl.Int32(),
@@ -108,8 +111,8 @@ class FrameDecoder:
             if plan is None:
                 dead.extend((i, f"unknown schema id {schema_id}") for i in rows)
                 continue
-            frames, failed = self._decode_group(plan, [(i, bodies[i]) for i in rows])  # type: ignore[misc]
-            parts.extend(frames)
+            decoded, failed = self._decode_group(plan, [(i, body) for i in rows if (body := bodies[i]) is not None])
+            parts.extend(decoded)
             dead.extend(failed)
         frames = pl.concat(parts) if parts else pl.DataFrame(schema=self.frame_schema | {"_row": pl.Int64})
         return DecodedBatch(frames=_with_metadata(frames, batch), dead_letters=_dead_letters(batch, dead))
@@ -126,19 +129,33 @@ class FrameDecoder:
     def _decode_group(
         self, plan: _Plan, items: list[tuple[int, memoryview]]
     ) -> tuple[list[pl.DataFrame], list[tuple[int, str]]]:
-        if plan.size is None or plan.resolve is None or len(items) <= 1:
+        """Whole group in one read; if that fails, chunks; a failing chunk, message by message."""
+        if plan.size is None or plan.resolve is None:
             return self._decode_slowly(plan, items)
+        whole = self._decode_fast(plan, items)
+        if whole is not None:
+            return whole
+        frames: list[pl.DataFrame] = []
+        dead: list[tuple[int, str]] = []
+        with _rust_panics_silenced():
+            for start in range(0, len(items), _FALLBACK_CHUNK):
+                chunk = items[start : start + _FALLBACK_CHUNK]
+                decoded = self._decode_fast(plan, chunk) or self._decode_slowly(plan, chunk)
+                frames.extend(decoded[0])
+                dead.extend(decoded[1])
+        return frames, dead
+
+    def _decode_fast(
+        self, plan: _Plan, items: list[tuple[int, memoryview]]
+    ) -> tuple[list[pl.DataFrame], list[tuple[int, str]]] | None:
+        """Columnar decode with the per-message size proof; None when polars cannot read the bytes."""
+        assert plan.size is not None and plan.resolve is not None
         try:
             decoded = _read_container(plan, [body for _, body in items])
         except BaseException as exc:  # polars raises ComputeError, OSError or a pyo3 PanicException
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            if len(items) <= _SMALLEST_BISECTED_GROUP:
-                return self._decode_slowly(plan, items)
-            mid = len(items) // 2
-            left, left_dead = self._decode_group(plan, items[:mid])
-            right, right_dead = self._decode_group(plan, items[mid:])
-            return left + right, left_dead + right_dead
+            return None
         rows = pl.Series("_row", [i for i, _ in items], pl.Int64)
         lengths = pl.Series("_len", [len(body) for _, body in items], pl.Int64)
         exact = decoded.select(plan.size).to_series() == lengths
@@ -166,7 +183,7 @@ class FrameDecoder:
                 extra = len(body) - stream.tell()
                 dead.append((i, f"{extra} trailing bytes after the Avro record (schema id {plan.writer.schema_id})"))
                 continue
-            records.append(record)
+            records.append(record)  # type: ignore[arg-type]  # a RackFrame record decodes to a dict
             rows.append(i)
         if not records:
             return [], dead
@@ -196,6 +213,25 @@ def _read_container(plan: _Plan, bodies: list[memoryview]) -> pl.DataFrame:
     return pl.read_avro(io.BytesIO(b"".join(parts)))
 
 
+@contextmanager
+def _rust_panics_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null while malformed bytes are isolated.
+
+    polars panics (caught as PanicException) on some corrupt Avro, and Rust prints each panic to stderr;
+    during isolation those are expected and would only bury the daemon's own log lines.
+    """
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _long(n: int) -> bytes:
     """Avro's zigzag varint encoding of a long."""
     n = (n << 1) ^ (n >> 63)
@@ -222,7 +258,12 @@ def _with_metadata(frames: pl.DataFrame, batch: RawBatch) -> pl.DataFrame:
             "kafka_offset": batch.offsets,
             "received_at": batch.timestamps_ms,
         },
-        schema={"schema_id": pl.Int32, "kafka_partition": pl.Int32, "kafka_offset": pl.Int64, "received_at": pl.Int64},
+        schema={
+            "schema_id": pl.Int32,
+            "kafka_partition": pl.Int32,
+            "kafka_offset": pl.Int64,
+            "received_at": pl.Int64,
+        },
     )
     picked = meta[rows].with_columns(pl.from_epoch(pl.col("received_at"), "ms").dt.replace_time_zone("UTC"))
     picked = picked.with_columns(pl.col("received_at").dt.cast_time_unit("us"))

@@ -1,10 +1,10 @@
 """Exceptions raised by the ingest package.
 
-    IngestError
-    ├── ConfigError            settings that cannot be used (names the field)
-    ├── SchemaRegistryError    a schema id that cannot be resolved, or a registry that cannot be read
-    ├── SourceError            the Kafka source failed (connect, poll, commit)
-    └── InvalidMessage         one message that cannot be decoded; carries its coordinates
+IngestError
+├── ConfigError            settings that cannot be used (names the field)
+├── SchemaRegistryError    a schema id that cannot be resolved, or a registry that cannot be read
+├── SourceError            the Kafka source failed (connect, poll, commit)
+└── InvalidMessage         one message that cannot be decoded; carries its coordinates
 """
 
 from __future__ import annotations
@@ -24,13 +24,3 @@ class SchemaRegistryError(IngestError):
 
 class SourceError(IngestError):
     """The Kafka source failed: could not connect, poll, seek or commit."""
-
-
-class InvalidMessage(IngestError):
-    """One message that cannot be decoded, with the coordinates needed to dead-letter it."""
-
-    def __init__(self, partition: int, offset: int, reason: str) -> None:
-        super().__init__(f"partition {partition} offset {offset}: {reason}")
-        self.partition = partition
-        self.offset = offset
-        self.reason = reason

@@ -65,9 +65,7 @@ class SchemaRegistry:
             self._unknown.add(schema_id)
             return None
         if response.status_code != 200:
-            raise SchemaRegistryError(
-                f"schema registry {self._url} answered {response.status_code} for id {schema_id}"
-            )
+            raise SchemaRegistryError(f"schema registry {self._url} answered {response.status_code} for id {schema_id}")
         try:
             raw = json.loads(response.json()["schema"])
         except (ValueError, KeyError, TypeError) as exc:

@@ -1,7 +1,7 @@
 """Exceptions raised by the processing package.
 
-    ProcessingError
-    └── FrameShapeError    a frame table lacks the columns the processing functions need
+ProcessingError
+└── FrameShapeError    a frame table lacks the columns the processing functions need
 """
 
 from __future__ import annotations

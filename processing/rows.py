@@ -16,7 +16,15 @@ from processing.errors import FrameShapeError
 
 FRAME_KEY = ["rack_id", "boot_epoch", "frame_seq"]
 _RACK_STRUCTS = ("power", "thermal", "radiation")
-_REQUIRED = {*FRAME_KEY, "sampled_at", "received_at", "kafka_partition", "kafka_offset", "gpus", *_RACK_STRUCTS}
+_REQUIRED = {
+    *FRAME_KEY,
+    "sampled_at",
+    "received_at",
+    "kafka_partition",
+    "kafka_offset",
+    "gpus",
+    *_RACK_STRUCTS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +46,7 @@ def prepare_batch(frames: pl.DataFrame) -> PreparedBatch:
     rejected = judged.filter(pl.col("reason").is_not_null()).select("kafka_partition", "kafka_offset", "reason")
     valid = judged.filter(pl.col("reason").is_null()).drop("reason")
     unique = valid.sort("kafka_partition", "kafka_offset").unique(FRAME_KEY, keep="first", maintain_order=True)
-    rack_rows = quality.flag_invalid(
-        unique.drop("gpus").unnest(*_RACK_STRUCTS), quality.RACK_READING_LIMITS
-    )
+    rack_rows = quality.flag_invalid(unique.drop("gpus").unnest(*_RACK_STRUCTS), quality.RACK_READING_LIMITS)
     gpu_rows = quality.flag_invalid(explode_gpus(unique), quality.GPU_READING_LIMITS)
     return PreparedBatch(
         rack_rows=rack_rows,

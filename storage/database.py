@@ -18,7 +18,7 @@ def open_database(
     ``memory_limit`` bounds DuckDB's buffer pool, which also holds the frame-key index, so the
     daemon's memory stays flat however long the history grows.
     """
-    config: dict[str, str | int | bool] = {"memory_limit": memory_limit}
+    config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
     if threads is not None:
         config["threads"] = threads
     if not read_only:
@@ -29,9 +29,7 @@ def open_database(
         con = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
-            raise DatabaseLockedError(
-                f"{path} is held by another process (is a daemon running on it?): {exc}"
-            ) from exc
+            raise DatabaseLockedError(f"{path} is held by another process (is a daemon running on it?): {exc}") from exc
         raise StorageError(f"cannot open {path}: {exc}") from exc
     if not read_only:
         migrate(con)

@@ -1,9 +1,9 @@
 """Exceptions raised by the storage package.
 
-    StorageError
-    ├── SchemaVersionError   the database was written by a newer orbitwatch, or a migration failed
-    ├── DatabaseLockedError  another process holds the DuckDB file
-    └── QueryError           an operator's SQL failed; carries DuckDB's own message
+StorageError
+├── SchemaVersionError   the database was written by a newer orbitwatch, or a migration failed
+├── DatabaseLockedError  another process holds the DuckDB file
+└── QueryError           an operator's SQL failed; carries DuckDB's own message
 """
 
 from __future__ import annotations

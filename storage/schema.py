@@ -131,7 +131,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
             for statement in migration.statements:
                 con.execute(statement)
             con.execute(
-                "INSERT INTO schema_migrations VALUES (?, ?, now())", [migration.version, migration.description]
+                "INSERT INTO schema_migrations VALUES (?, ?, now())",
+                [migration.version, migration.description],
             )
             con.execute("COMMIT")
         except duckdb.Error as exc:

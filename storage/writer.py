@@ -95,7 +95,12 @@ class HistoryWriter:
         ).fetchall()
         return pl.DataFrame(
             inserted,
-            schema={"rack_id": pl.String, "boot_epoch": pl.Int32, "frame_seq": pl.Int64, "kafka_partition": pl.Int32},
+            schema={
+                "rack_id": pl.String,
+                "boot_epoch": pl.Int32,
+                "frame_seq": pl.Int64,
+                "kafka_partition": pl.Int32,
+            },
             orient="row",
         )
 

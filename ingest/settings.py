@@ -1,0 +1,170 @@
+"""Typed, frozen settings: a TOML file plus ``ORBITWATCH_*`` environment variables (which win).
+
+Nested fields use ``__`` in variable names: ``ORBITWATCH_KAFKA__BOOTSTRAP_SERVERS=host:9092``.
+Everything is validated at start-up; a bad value raises ``ConfigError`` naming the field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ingest.errors import ConfigError
+
+DEFAULT_CONTRACT_DIR = Path(__file__).resolve().parents[2] / "shared" / "contract"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Where the telemetry comes from and how to authenticate."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
+    topic: str = Field("rack-telemetry", min_length=1)
+    group_id: str = Field("orbitwatch", min_length=1)
+    client_id: str = "orbitwatch"
+    static_partitions: list[int] | None = Field(
+        None, description="read exactly these partitions with assign(), no consumer group coordination"
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_password: SecretStr | None = None
+    session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100, le=60_000)
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    fetch_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_partition_fetch_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _hosts_have_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_is_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(f"{self.security_protocol} needs sasl_mechanism, sasl_username and sasl_password")
+        return self
+
+    def server_list(self) -> list[str]:
+        """The bootstrap servers as a list."""
+        return [s.strip() for s in self.bootstrap_servers.split(",")]
+
+
+class RegistrySettings(_Section):
+    """Where schema ids are resolved: the contract's registry.json, optionally a registry URL."""
+
+    contract_dir: Path = DEFAULT_CONTRACT_DIR
+    url: str | None = Field(None, description="Confluent-compatible schema registry, e.g. http://host:8081")
+
+    @field_validator("contract_dir")
+    @classmethod
+    def _has_registry_file(cls, value: Path) -> Path:
+        if not (value / "registry.json").is_file():
+            raise ValueError(f"{value} has no registry.json")
+        return value
+
+
+class StorageSettings(_Section):
+    """The DuckDB history file."""
+
+    path: Path = Path("data/orbitwatch.duckdb")
+    memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$")
+    threads: int | None = Field(None, ge=1)
+
+
+class DaemonSettings(_Section):
+    """The ingestion loop: batching, dead-letter limits, health and metrics endpoints."""
+
+    max_batch_messages: int = Field(4_000, ge=1, le=200_000)
+    poll_timeout_ms: int = Field(500, ge=10, le=60_000)
+    dlq_max_ratio: float = Field(0.5, gt=0.0, le=1.0, description="stop when a window's dead-letter ratio exceeds it")
+    dlq_window_messages: int = Field(1_000, ge=10)
+    dlq_max_consecutive: int = Field(500, ge=1)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(9464, ge=0, le=65535, description="Prometheus endpoint; null disables it")
+    liveness_file: Path | None = Path("data/orbitwatch.alive")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    """All orbitwatch settings."""
+
+    model_config = SettingsConfigDict(env_prefix="ORBITWATCH_", env_nested_delimiter="__", frozen=True, extra="forbid")
+
+    kafka: KafkaSettings = KafkaSettings()
+    registry: RegistrySettings = RegistrySettings()
+    storage: StorageSettings = StorageSettings()
+    daemon: DaemonSettings = DaemonSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables override the TOML file (passed as init values)."""
+        return (env_settings, init_settings)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (if any), apply ``ORBITWATCH_*`` variables, validate; ConfigError names the field."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    source = f" (file {path}, or ORBITWATCH_* variables)" if path else " (ORBITWATCH_* variables)"
+    lines = [f"invalid settings{source}:"]
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        env = "ORBITWATCH_" + "__".join(str(part) for part in error["loc"]).upper()
+        lines.append(f"  {field}: {error['msg']} (got {error.get('input')!r}; env {env})")
+    return "\n".join(lines)
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Settings as plain data with secrets masked, for ``check-config`` and logs."""
+    dumped: dict[str, Any] = settings.model_dump(mode="json")
+    return dumped

@@ -1,0 +1,1 @@
+"""orbitwatch: the wiring on top of ``ingest``, ``processing`` and ``storage`` (daemon, CLI, demo)."""

@@ -1,0 +1,142 @@
+"""The ``orbitwatch`` command line: run, simulate, query, check-config, health, broker, demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ingest.errors import IngestError
+from ingest.settings import redacted
+from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit, setup_logging
+from orbitwatch.demo import demo
+from orbitwatch.errors import OrbitwatchError
+from orbitwatch.simulate_cmd import simulate
+from storage.errors import StorageError
+from storage.query import OutputFormat, QueryResult, render_csv, render_json, run_query
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """orbitwatch: ground-segment telemetry pipeline for orbital GPU racks.
+
+    Kafka (Avro frames) -> polars -> DuckDB. Start with `orbitwatch demo`, or
+    `orbitwatch simulate` then `orbitwatch run`, then `orbitwatch query "SQL"`.
+    """
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--exit-when-idle", type=float, default=None, help="Stop after this many seconds without messages.")
+@click.option("--max-messages", type=int, default=None, help="Stop after consuming this many messages.")
+def run(config_path: Path | None, exit_when_idle: float | None, max_messages: int | None) -> None:
+    """Run the ingestion daemon until SIGTERM/SIGINT (finishes and commits the batch in hand)."""
+    from orbitwatch.daemon import Daemon
+
+    settings = settings_or_exit(config_path)
+    setup_logging(settings.daemon.log_level)
+    log = logging.getLogger("orbitwatch")
+    log.info(
+        "starting: topic %s on %s, history %s",
+        settings.kafka.topic,
+        settings.kafka.bootstrap_servers,
+        settings.storage.path,
+    )
+    try:
+        daemon = Daemon(settings)
+    except (IngestError, StorageError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        consumed = daemon.run(exit_when_idle_s=exit_when_idle, max_messages=max_messages)
+        log.info("stopped after %d messages", consumed)
+    except (OrbitwatchError, IngestError, StorageError) as exc:
+        log.error("stopping: %s", exc)
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        daemon.close()
+
+
+@main.command("check-config")
+@CONFIG_OPTION
+def check_config(config_path: Path | None) -> None:
+    """Validate the settings and print them (secrets masked); exit 1 naming the bad field."""
+    settings = settings_or_exit(config_path)
+    click.echo(json.dumps(redacted(settings), indent=2))
+    click.echo("settings OK", err=True)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--max-age", type=float, default=30.0, show_default=True, help="Seconds since the loop last ran.")
+def health(config_path: Path | None, max_age: float) -> None:
+    """Liveness check for orchestrators: exit 0 when the daemon loop ran within --max-age seconds."""
+    from orbitwatch.daemon import liveness_ok
+
+    path = settings_or_exit(config_path).daemon.liveness_file
+    if path is None:
+        raise click.ClickException("daemon.liveness_file is not set; liveness cannot be checked")
+    if not liveness_ok(path, max_age):
+        raise click.ClickException(f"not alive: {path} not touched within {max_age} s")
+    click.echo("alive")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="History file (default: storage.path).")
+@click.option("--max-rows", type=int, default=10_000, show_default=True, help="Rows printed at most.")
+def query(config_path: Path | None, sql: str, fmt: OutputFormat, db: Path | None, max_rows: int) -> None:
+    """Run SQL on the history (read-only) and print a table, CSV or JSON.
+
+    Example: orbitwatch query "SELECT rack_id, max(temp_c) FROM gpu_samples GROUP BY ALL"
+    """
+    from storage.database import open_database
+
+    path = db or settings_or_exit(config_path).storage.path
+    try:
+        con = open_database(path, read_only=True)
+        result = run_query(con, sql, max_rows=max_rows)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(_render(result, fmt), nl=fmt == "table")
+
+
+def _render(result: QueryResult, fmt: OutputFormat) -> str:
+    if fmt == "csv":
+        return render_csv(result)
+    if fmt == "json":
+        return render_json(result) + "\n"
+    table = Table(*result.columns, show_lines=False)
+    for row in result.rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    console = Console(width=200)
+    with console.capture() as captured:
+        console.print(table)
+        console.print(f"({len(result.rows)} rows)")
+    return captured.get()
+
+
+@main.command()
+@click.option("--port", type=int, default=9092, show_default=True)
+def broker(port: int) -> None:
+    """Run the embedded memory-only Kafka-protocol broker (Tansu) in the foreground."""
+    import time
+
+    from orbitwatch.broker import EmbeddedBroker
+
+    with EmbeddedBroker(port) as embedded:
+        click.echo(f"broker listening on {embedded.bootstrap_servers} (Ctrl-C stops it; data is not kept)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+main.add_command(simulate)
+main.add_command(demo)

@@ -1,0 +1,37 @@
+"""Pieces shared by the command modules: the --config option, settings loading, logging."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ingest.errors import IngestError
+from ingest.settings import Settings, load_settings
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="ORBITWATCH_CONFIG",
+    help="TOML settings file (env ORBITWATCH_CONFIG). ORBITWATCH_* variables override it.",
+)
+
+
+def settings_or_exit(config_path: Path | None, **overrides: Any) -> Settings:
+    """Load settings; a bad value exits with a message naming the field (no traceback)."""
+    try:
+        return load_settings(config_path, **overrides)
+    except IngestError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def setup_logging(level: str) -> None:
+    """Log lines with time, level and source to stderr; kafka-python only from WARNING up."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)

@@ -1,0 +1,149 @@
+"""``orbitwatch demo``: embedded broker, a simulated fleet, the daemon, a fleet summary and a first query."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from orbitwatch.broker import EmbeddedBroker, create_topic
+from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit, setup_logging
+from simulator.config import FaultSpec, SimulationConfig
+from simulator.messages import generate
+from simulator.produce import produce
+from storage.database import open_database
+from storage.query import run_query
+
+FLEET_SUMMARY = """
+SELECT f.satellite_id, count(DISTINCT f.rack_id) AS racks, count(*) AS frames,
+       sum(f.stored::INT) AS played_back, round(max(g.max_temp), 1) AS max_gpu_temp_c,
+       round(avg(g.mean_util), 1) AS mean_util_pct
+FROM rack_frames f
+JOIN (SELECT rack_id, boot_epoch, frame_seq, max(temp_c) AS max_temp, avg(util_pct) AS mean_util
+      FROM gpu_samples GROUP BY ALL) g USING (rack_id, boot_epoch, frame_seq)
+GROUP BY ALL ORDER BY 1"""
+HOTTEST_GPUS = """
+SELECT rack_id, node, gpu, round(max(temp_c), 1) AS max_temp_c, count(*) AS samples
+FROM gpu_samples GROUP BY ALL ORDER BY max_temp_c DESC LIMIT 5"""
+DEMO_FLEET = SimulationConfig(
+    satellites=3,
+    racks_per_satellite=4,
+    duration_s=3600,
+    seed=7,
+    malformed_rate=0.001,
+    faults=[FaultSpec(kind="gpu_overheat", satellite=1, rack=2, node=3, gpu=5, start_s=600, duration_s=900)],
+)
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("demo-data"))
+def demo(config_path: Path | None, data_dir: Path) -> None:
+    """Start the embedded broker (unless Kafka is configured), simulate a fleet, ingest it, query it."""
+    console = Console()
+    external = os.environ.get("ORBITWATCH_KAFKA__BOOTSTRAP_SERVERS") or config_path is not None
+    shutil.rmtree(data_dir, ignore_errors=True)
+    with ExitStack() as stack:
+        kafka: dict[str, object] = {}
+        if not external:
+            broker = stack.enter_context(EmbeddedBroker(log_path=_log_path(data_dir)))
+            kafka["bootstrap_servers"] = broker.bootstrap_servers
+            console.print(f"[bold]1.[/] embedded broker (Tansu) on {broker.bootstrap_servers}")
+        settings = settings_or_exit(
+            config_path,
+            kafka=kafka,
+            storage={"path": str(data_dir / "orbitwatch.duckdb")},
+            daemon={
+                "metrics_port": None,
+                "liveness_file": str(data_dir / "orbitwatch.alive"),
+                "log_level": "WARNING",
+            },
+        )
+        setup_logging(settings.daemon.log_level)
+        create_topic(settings.kafka.bootstrap_servers, settings.kafka.topic, 4)
+        sent = _simulate(
+            console,
+            settings.kafka.bootstrap_servers,
+            settings.kafka.topic,
+            settings.registry.contract_dir,
+            data_dir,
+        )
+        _ingest(console, settings, sent)
+    _summarise(console, settings.storage.path)
+
+
+def _log_path(data_dir: Path) -> Path:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir / "broker.log"
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+def _simulate(console: Console, servers: str, topic: str, contract_dir: Path, data_dir: Path) -> int:
+    fleet = DEMO_FLEET
+    console.print(
+        f"[bold]2.[/] simulating {fleet.satellites} satellites x {fleet.racks_per_satellite} racks x 64 GPUs "
+        f"for {fleet.duration_s / 60:.0f} orbital minutes (eclipses, ground passes, playback, duplicates, "
+        "malformed messages, an overheating GPU)"
+    )
+    messages, truth = generate(fleet, contract_dir)
+    with _progress() as bar:
+        task = bar.add_task("producing to Kafka", total=None)
+        sent = produce(messages, servers, topic, progress=lambda n: bar.update(task, completed=n))
+    truth.write_json(data_dir / "truth.json")
+    console.print(
+        f"   sent {sent} messages: {truth.distinct_frames_sent} frames, {truth.duplicates_sent} duplicates, "
+        f"{truth.malformed_sent} malformed"
+    )
+    return sent
+
+
+def _ingest(console: Console, settings: object, sent: int) -> None:
+    from ingest.settings import Settings
+    from orbitwatch.daemon import Daemon
+
+    assert isinstance(settings, Settings)
+    console.print(f"[bold]3.[/] the daemon ingests into {settings.storage.path}")
+    daemon = Daemon(settings)
+    consumed, samples, started = 0, 0, time.monotonic()
+    try:
+        with _progress() as bar:
+            task = bar.add_task("ingesting", total=sent)
+            while consumed < sent and time.monotonic() - started < 120:
+                result = daemon.run_batch()
+                if result is not None:
+                    consumed += result.messages
+                    samples += result.stored.samples_stored
+                    bar.update(task, completed=consumed)
+    finally:
+        daemon.close()
+    elapsed = time.monotonic() - started
+    console.print(
+        f"   {consumed} messages, {samples} GPU samples in {elapsed:.1f} s ({samples / elapsed:,.0f} samples/s)"
+    )
+
+
+def _summarise(console: Console, db: Path) -> None:
+    from orbitwatch.cli import _render
+
+    con = open_database(db, read_only=True)
+    console.print("[bold]4.[/] fleet summary")
+    console.print(_render(run_query(con, FLEET_SUMMARY), "table"), end="")
+    console.print("   hottest GPUs (the simulated fault is sat-0002/rack-3, node 3, GPU 5)")
+    console.print(_render(run_query(con, HOTTEST_GPUS), "table"), end="")
+    counts = run_query(con, "SELECT count(*), (SELECT count(*) FROM dead_letters) FROM rack_frames").rows[0]
+    console.print(f"   {counts[0]} frames stored once each; {counts[1]} malformed messages in dead_letters")
+    con.close()
+    console.print(
+        f'Query further: .venv/bin/orbitwatch query --db {db} "SELECT * FROM dead_letters LIMIT 5"\n'
+        '   or: .venv/bin/python -c "import duckdb; '
+        f"print(duckdb.connect('{db}', read_only=True).sql('FROM rack_frames LIMIT 5'))\""
+    )
