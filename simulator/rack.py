@@ -76,6 +76,10 @@ class Rack:
         self.next_seq = 0
         self._down_until = -1.0
         self._reboot_p = config.reboot_rate_per_hour / 3600
+        self._init_hardware()
+
+    def _init_hardware(self) -> None:
+        """Nodes, GPUs and the reused records of the frame tail."""
         self.nodes = [Node(self.rng) for _ in range(NODES_PER_RACK)]
         self.gpus = [Gpu(n, g, self.rng) for n in range(NODES_PER_RACK) for g in range(GPUS_PER_NODE)]
         self.soc = self.rng.uniform(0.75, 0.95)

@@ -144,9 +144,11 @@ class TruthRecorder:
         self._lost: dict[FrameKey, set[int]] = defaultdict(set)
 
     def sampled(self) -> None:
+        """A frame was recorded on board."""
         self.truth.frames_sampled += 1
 
     def delivered(self, rack: str, epoch: int, seq: int, schema_id: int, invalid: InvalidKind | None) -> None:
+        """A frame's first copy was sent."""
         truth = self.truth
         truth.frames_by_schema_id[schema_id] = truth.frames_by_schema_id.get(schema_id, 0) + 1
         if invalid is None:
@@ -157,10 +159,12 @@ class TruthRecorder:
             truth.invalid_values.append(InvalidValueRecord(rack_id=rack, boot_epoch=epoch, frame_seq=seq, kind=invalid))
 
     def lost(self, rack: str, epoch: int, seq: int) -> None:
+        """A frame was lost on the link for good."""
         self.truth.frames_lost += 1
         self._lost[(rack, epoch)].add(seq)
 
     def malformed(self, index: int, kind: MalformedKind) -> None:
+        """Message ``index`` of the stream is a malformed one."""
         self.truth.malformed_sent += 1
         self.truth.malformed.append(MalformedRecord(index_in_stream=index, kind=kind))
 

@@ -622,3 +622,14 @@ def test_produce_sends_keyed_messages_with_timestamps(monkeypatch: pytest.Monkey
         (("t", m.key, m.value, m.timestamp_ms)) for m in messages
     ]
     assert producer.sent[-1][4] - started >= 0.4 / 10 - 0.005
+
+
+def test_contract_dir_from_argument_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for item in default_contract_dir().iterdir():
+        (tmp_path / item.name).write_bytes(item.read_bytes())
+    monkeypatch.setenv("ORBITWATCH_CONTRACT_DIR", str(tmp_path))
+    assert default_contract_dir() == tmp_path
+    assert set(ContractCodec().schemas) == {1, 2}
+    (tmp_path / "registry.json").write_text(json.dumps({"1": "rack_frame_v1.avsc"}))
+    with pytest.raises(ValueError, match="lacks schema ids"):
+        Simulation(SimulationConfig(duration_s=1), contract_dir=tmp_path)
