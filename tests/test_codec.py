@@ -14,7 +14,7 @@ from typing import Any
 import fastavro
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ingest import avro_polars
@@ -28,6 +28,7 @@ from tests.helpers.frames import (
     encode_message,
     frames_batch,
     gpu_sample,
+    parsed_schema,
     rack_frame,
     raw_batch,
     raw_schema,
@@ -178,6 +179,13 @@ def _truncated(keep: Callable[[int], int], version: Version = 2) -> Callable[[],
     return build
 
 
+def _int_out_of_range() -> bytes:
+    body = _body()
+    prefix = zigzag(len(SAT_SENTINEL)) + SAT_SENTINEL.encode() + zigzag(len("sat-0001/rack-1")) + b"sat-0001/rack-1"
+    assert body.startswith(prefix + zigzag(0))  # boot_epoch 0 follows the two strings
+    return wire_header(2) + prefix + zigzag(2**40) + body[len(prefix) + 1 :]
+
+
 def _invalid_utf8() -> bytes:
     body = _body()
     at = body.index(SAT_SENTINEL.encode())
@@ -200,6 +208,11 @@ SCHEMA_ID_BUG = (
     "BUG ingest/codec.py:217-226 _with_metadata: the schema id is a 4-byte unsigned int but is put in an "
     "Int32 column, so one message with a schema id >= 2**31 makes FrameDecoder.decode raise TypeError "
     "for the whole batch instead of dead-lettering it as an unknown schema id"
+)
+INT_RANGE_BUG = (
+    "BUG ingest/codec.py:192 _decode_slowly: fastavro does not range-check Avro int (32-bit) values, so a varint "
+    "outside int32 (e.g. boot_epoch = 2**40) decodes, then pl.DataFrame(records, schema=frame_schema) raises "
+    "polars ComputeError out of FrameDecoder.decode for the whole batch instead of dead-lettering the message"
 )
 UNION_BUG = (
     "BUG ingest/codec.py _decode_fast: a [null, T] union branch index out of range (2, 5...) is read by "
@@ -276,6 +289,7 @@ MALFORMED = [
     pytest.param(Malformed(_array_count(-1000), "undecodable Avro for schema id 2"), id="negative-array-count"),
     pytest.param(Malformed(_array_count(10**7), "undecodable Avro for schema id 2"), id="huge-array-count"),
     pytest.param(Malformed(_invalid_utf8, "undecodable Avro for schema id 2: UnicodeDecodeError"), id="invalid-utf8"),
+    pytest.param(Malformed(_int_out_of_range, "schema id 2", bug=INT_RANGE_BUG), id="int-field-outside-int32"),
 ]
 
 
@@ -560,7 +574,7 @@ class SlowPathCounter(FrameDecoder):
         return super()._decode_slowly(plan, items)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(VERSIONED_FRAME, min_size=2, max_size=6))
 def test_fast_path_matches_fastavro_per_message(items: list[tuple[Version, Frame]]) -> None:
     decoder = SlowPathCounter(registry())
@@ -579,6 +593,38 @@ def test_fast_path_matches_fastavro_per_message(items: list[tuple[Version, Frame
         assert normalize(expected) == normalize(as_v2(frame, version))
 
 
+INT32_FIELDS = {"boot_epoch", "node", "gpu", "mem_used_mib", "mem_total_mib", "sm_clock_mhz", "xid", "throttle_reasons"}
+
+
+def _out_of_range(value: Any, name: str = "") -> bool:
+    if isinstance(value, dict):
+        return any(_out_of_range(v, k) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_out_of_range(v, name) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        bits = 31 if name in INT32_FIELDS else 63
+        return not -(2**bits) <= value < 2**bits
+    return False
+
+
+def _accepted_with_out_of_range_int(value: bytes | None) -> bool:
+    """Whether fastavro decodes ``value`` exactly (no trailing bytes) with an int beyond its Avro type's range."""
+    if value is None or len(value) < 5 or value[:5] not in (wire_header(1), wire_header(2)):
+        return False
+    version: Version = 1 if value[4] == 1 else 2
+    stream = io.BytesIO(value[5:])
+    try:
+        record = fastavro.schemaless_reader(stream, parsed_schema(version), parsed_schema(2))
+    except Exception:
+        return False
+    return stream.tell() == len(value) - 5 and _out_of_range(record)
+
+
+def test_out_of_range_filter_detects_the_known_bug_input() -> None:
+    assert _accepted_with_out_of_range_int(_int_out_of_range())
+    assert not _accepted_with_out_of_range_int(encode_message(sentinel_frame(), 2))
+
+
 Mutation = tuple[str, int, int]
 MUTATION = st.tuples(
     st.sampled_from(["flip", "set", "truncate", "insert", "delete"]),
@@ -589,6 +635,8 @@ MUTATION = st.tuples(
 
 def mutate(value: bytes, mutation: Mutation) -> bytes:
     kind, position, byte = mutation
+    if not value:
+        return bytes([byte])
     at = position % (len(value) + 1)
     if kind == "flip":
         at = position % len(value)
@@ -603,7 +651,7 @@ def mutate(value: bytes, mutation: Mutation) -> bytes:
     return value[:at] + value[at + 1 + byte % 8 :]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(VERSIONED_FRAME, min_size=1, max_size=5),
     st.lists(st.tuples(st.integers(0, 20), MUTATION), max_size=6),
@@ -625,6 +673,8 @@ def test_mutated_messages_are_decoded_or_dead_lettered_exactly_once(
             # Keep the header's schema id below 2**31: larger ids crash decode (SCHEMA_ID_BUG, xfailed above).
             mutated = mutated[:1] + bytes([mutated[1] & 0x7F]) + mutated[2:]
         values[i] = mutated
+    # Messages that fastavro accepts with an int field outside int32 crash decode (INT_RANGE_BUG, xfailed above).
+    assume(not any(_accepted_with_out_of_range_int(v) for v in values))
     offsets = [10 * i + 3 for i in range(len(values))]
     batch = raw_batch(values, offsets=offsets, partition=[i % 2 for i in range(len(values))])
     decoded = decoder.decode(batch)
