@@ -205,7 +205,7 @@ class Malformed:
 
 
 SCHEMA_ID_BUG = (
-    "BUG ingest/codec.py:217-226 _with_metadata: the schema id is a 4-byte unsigned int but is put in an "
+    "BUG ingest/codec.py _with_metadata (lines 256/265 now): the schema id is a 4-byte unsigned int but is put in an "
     "Int32 column, so one message with a schema id >= 2**31 makes FrameDecoder.decode raise TypeError "
     "for the whole batch instead of dead-lettering it as an unknown schema id"
 )
