@@ -29,7 +29,7 @@ from ingest.wire import split_header
 _FALLBACK_CHUNK = 128
 METADATA_SCHEMA = pl.Schema(
     {
-        "schema_id": pl.Int32(),
+        "schema_id": pl.Int64(),
         "kafka_partition": pl.Int32(),
         "kafka_offset": pl.Int64(),
         "received_at": pl.Datetime("us", "UTC"),
@@ -132,7 +132,8 @@ class FrameDecoder:
         """Whole group in one read; if that fails, chunks; a failing chunk, message by message."""
         if plan.size is None or plan.resolve is None:
             return self._decode_slowly(plan, items)
-        whole = self._decode_fast(plan, items)
+        with _rust_panics_silenced():
+            whole = self._decode_fast(plan, items)
         if whole is not None:
             return whole
         frames: list[pl.DataFrame] = []
@@ -149,7 +150,8 @@ class FrameDecoder:
         self, plan: _Plan, items: list[tuple[int, memoryview]]
     ) -> tuple[list[pl.DataFrame], list[tuple[int, str]]] | None:
         """Columnar decode with the per-message size proof; None when polars cannot read the bytes."""
-        assert plan.size is not None and plan.resolve is not None
+        assert plan.size is not None
+        assert plan.resolve is not None
         try:
             decoded = _read_container(plan, [body for _, body in items])
         except BaseException as exc:  # polars raises ComputeError, OSError or a pyo3 PanicException
@@ -187,8 +189,27 @@ class FrameDecoder:
             rows.append(i)
         if not records:
             return [], dead
-        frame = pl.DataFrame(records, schema=self.frame_schema, orient="row")
-        return [frame.with_columns(pl.Series("_row", rows, pl.Int64))], dead
+        try:
+            frames = [pl.DataFrame(records, schema=self.frame_schema, orient="row")]
+        except pl.exceptions.PolarsError:  # some record holds a value its column cannot (an Avro int > 2**31)
+            frames, rows = self._tabulate_one_by_one(plan, records, rows, dead)
+            if not frames:
+                return [], dead
+        return [pl.concat(frames).with_columns(pl.Series("_row", rows, pl.Int64))], dead
+
+    def _tabulate_one_by_one(
+        self, plan: _Plan, records: list[dict[str, Any]], rows: list[int], dead: list[tuple[int, str]]
+    ) -> tuple[list[pl.DataFrame], list[int]]:
+        frames: list[pl.DataFrame] = []
+        kept: list[int] = []
+        for record, i in zip(records, rows, strict=True):
+            try:
+                frames.append(pl.DataFrame([record], schema=self.frame_schema, orient="row"))
+                kept.append(i)
+            except pl.exceptions.PolarsError as exc:
+                detail = str(exc).splitlines()[0][:160]
+                dead.append((i, f"value out of range for its Avro type (schema id {plan.writer.schema_id}): {detail}"))
+        return frames, kept
 
 
 def _make_plan(writer: WriterSchema, reader: WriterSchema) -> _Plan:
@@ -215,10 +236,11 @@ def _read_container(plan: _Plan, bodies: list[memoryview]) -> pl.DataFrame:
 
 @contextmanager
 def _rust_panics_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null while malformed bytes are isolated.
+    """Send file descriptor 2 to /dev/null while polars reads untrusted bytes.
 
-    polars panics (caught as PanicException) on some corrupt Avro, and Rust prints each panic to stderr;
-    during isolation those are expected and would only bury the daemon's own log lines.
+    polars panics (caught as PanicException) on some corrupt Avro, and Rust prints each panic to fd 2;
+    those are expected and would only bury the daemon's log, which writes to its own duplicate of fd 2
+    (``orbitwatch.cli_common.setup_logging``).
     """
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -250,7 +272,7 @@ def _describe(exc: BaseException) -> str:
 
 def _with_metadata(frames: pl.DataFrame, batch: RawBatch) -> pl.DataFrame:
     rows = frames["_row"]
-    schema_ids = [int.from_bytes(v[1:5], "big") if v else 0 for v in batch.values]
+    schema_ids = [int.from_bytes(v[1:5], "big") if v else 0 for v in batch.values]  # unsigned 32-bit
     meta = pl.DataFrame(
         {
             "schema_id": schema_ids,
@@ -259,7 +281,7 @@ def _with_metadata(frames: pl.DataFrame, batch: RawBatch) -> pl.DataFrame:
             "received_at": batch.timestamps_ms,
         },
         schema={
-            "schema_id": pl.Int32,
+            "schema_id": pl.Int64,
             "kafka_partition": pl.Int32,
             "kafka_offset": pl.Int64,
             "received_at": pl.Int64,

@@ -97,6 +97,7 @@ class StorageSettings(_Section):
     path: Path = Path("data/orbitwatch.duckdb")
     memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$")
     threads: int | None = Field(None, ge=1)
+    checkpoint_threshold: str = Field("256MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$")
 
 
 class DaemonSettings(_Section):

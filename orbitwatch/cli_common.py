@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,13 @@ def settings_or_exit(config_path: Path | None, **overrides: Any) -> Settings:
 
 
 def setup_logging(level: str) -> None:
-    """Log lines with time, level and source to stderr; kafka-python only from WARNING up."""
+    """Log lines with time, level and source to stderr; kafka-python only from WARNING up.
+
+    Logging writes to a duplicate of file descriptor 2, so the codec can mute Rust panic messages on
+    fd 2 while it isolates corrupt messages without muting the log.
+    """
+    stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=stream, force=True
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)

@@ -22,14 +22,14 @@ from storage.query import run_query
 
 FLEET_SUMMARY = """
 SELECT f.satellite_id, count(DISTINCT f.rack_id) AS racks, count(*) AS frames,
-       sum(f.stored::INT) AS played_back, round(max(g.max_temp), 1) AS max_gpu_temp_c,
-       round(avg(g.mean_util), 1) AS mean_util_pct
+       sum(f.stored::INT) AS played_back, round(max(g.max_temp), 1)::DECIMAL(6, 1) AS max_gpu_temp_c,
+       round(avg(g.mean_util), 1)::DECIMAL(6, 1) AS mean_util_pct
 FROM rack_frames f
 JOIN (SELECT rack_id, boot_epoch, frame_seq, max(temp_c) AS max_temp, avg(util_pct) AS mean_util
       FROM gpu_samples GROUP BY ALL) g USING (rack_id, boot_epoch, frame_seq)
 GROUP BY ALL ORDER BY 1"""
 HOTTEST_GPUS = """
-SELECT rack_id, node, gpu, round(max(temp_c), 1) AS max_temp_c, count(*) AS samples
+SELECT rack_id, node, gpu, round(max(temp_c), 1)::DECIMAL(6, 1) AS max_temp_c, count(*) AS samples
 FROM gpu_samples GROUP BY ALL ORDER BY max_temp_c DESC LIMIT 5"""
 DEMO_FLEET = SimulationConfig(
     satellites=3,
@@ -136,9 +136,9 @@ def _summarise(console: Console, db: Path) -> None:
 
     con = open_database(db, read_only=True)
     console.print("[bold]4.[/] fleet summary")
-    console.print(_render(run_query(con, FLEET_SUMMARY), "table"), end="")
+    click.echo(_render(run_query(con, FLEET_SUMMARY), "table"), nl=False)
     console.print("   hottest GPUs (the simulated fault is sat-0002/rack-3, node 3, GPU 5)")
-    console.print(_render(run_query(con, HOTTEST_GPUS), "table"), end="")
+    click.echo(_render(run_query(con, HOTTEST_GPUS), "table"), nl=False)
     counts = run_query(con, "SELECT count(*), (SELECT count(*) FROM dead_letters) FROM rack_frames").rows[0]
     console.print(f"   {counts[0]} frames stored once each; {counts[1]} malformed messages in dead_letters")
     con.close()

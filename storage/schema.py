@@ -61,7 +61,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 seu_count BIGINT,
                 dose_rate_mrad_h REAL,
                 invalid_mask INTEGER NOT NULL,
-                schema_id INTEGER NOT NULL,
+                schema_id BIGINT NOT NULL,
                 kafka_partition INTEGER NOT NULL,
                 kafka_offset BIGINT NOT NULL,
                 received_at TIMESTAMPTZ NOT NULL,
