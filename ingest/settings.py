@@ -117,7 +117,9 @@ class DaemonSettings(_Section):
 class Settings(BaseSettings):
     """All orbitwatch settings."""
 
-    model_config = SettingsConfigDict(env_prefix="ORBITWATCH_", env_nested_delimiter="__", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="ORBITWATCH_", env_nested_delimiter="__", env_parse_none_str="null", frozen=True, extra="forbid"
+    )
 
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()

