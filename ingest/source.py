@@ -22,6 +22,7 @@ from ingest.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 StoredOffsets = Callable[[], dict[int, int]]
+BeforeRevoke = Callable[[], dict[int, int]]
 
 
 def consumer_config(settings: KafkaSettings) -> dict[str, Any]:
@@ -58,12 +59,18 @@ class _SeekToStored(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         self._source = source
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+        # A batch still being written must reach DuckDB and Kafka before its partitions move on;
+        # waiting blocks kafka-python's IO loop for at most one batch write.
+        offsets = self._source.before_revoke()
+        if offsets:
+            coordinator = self._source.consumer._coordinator
+            await coordinator._commit_offsets_sync_async(self._source.offsets_to_commit(offsets))
+        log.info("partitions revoked: %s (committed %s)", sorted(tp.partition for tp in revoked), offsets)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         partitions = list(assigned)
-        # kafka-python 3 offers no public async committed(); its coordinator's coroutine is the one
-        # the blocking committed() wraps.
+        # kafka-python 3 offers no public async committed() or commit(); its coordinator's coroutines
+        # are the ones the blocking calls wrap (here and in on_partitions_revoked).
         committed = await self._source.consumer._coordinator.fetch_committed_offsets_async(partitions)
         self._source.seek_to_stored(partitions, {tp: meta.offset for tp, meta in committed.items()})
 
@@ -71,9 +78,12 @@ class _SeekToStored(AsyncConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaSource:
     """One consumer on the telemetry topic, in a group or on static partitions."""
 
-    def __init__(self, settings: KafkaSettings, stored_offsets: StoredOffsets) -> None:
+    def __init__(
+        self, settings: KafkaSettings, stored_offsets: StoredOffsets, before_revoke: BeforeRevoke = dict
+    ) -> None:
         self._settings = settings
         self._stored_offsets = stored_offsets
+        self.before_revoke = before_revoke
         self.topic = settings.topic
         try:
             if settings.static_partitions is not None:
@@ -117,9 +127,16 @@ class KafkaSource:
                 batch.values.append(record.value)
         return batch
 
+    def offsets_to_commit(self, next_offsets: dict[int, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+        """kafka-python's commit argument for per-partition next offsets."""
+        return {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in next_offsets.items()}
+
     def commit(self, next_offsets: dict[int, int]) -> None:
-        """Commit the offsets that a stored batch reached (after the DuckDB commit)."""
-        offsets = {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in next_offsets.items()}
+        """Commit the offsets a stored batch reached (after the DuckDB commit), for partitions still owned."""
+        owned = {tp.partition for tp in self.consumer.assignment()}
+        offsets = self.offsets_to_commit({p: o for p, o in next_offsets.items() if p in owned})
+        if not offsets:
+            return
         try:
             self.consumer.commit(offsets)
         except KafkaError as exc:

@@ -31,7 +31,12 @@ def main() -> None:
 
 @main.command()
 @CONFIG_OPTION
-@click.option("--exit-when-idle", type=float, default=None, help="Stop after this many seconds without messages.")
+@click.option(
+    "--exit-when-idle",
+    type=float,
+    default=None,
+    help="Stop after this many seconds with partitions assigned but no messages.",
+)
 @click.option("--max-messages", type=int, default=None, help="Stop after consuming this many messages.")
 def run(config_path: Path | None, exit_when_idle: float | None, max_messages: int | None) -> None:
     """Run the ingestion daemon until SIGTERM/SIGINT (finishes and commits the batch in hand)."""

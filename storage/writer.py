@@ -60,9 +60,11 @@ class HistoryWriter:
 
     def stored_offsets(self, topic: str) -> dict[int, int]:
         """Next offset to read per partition, as committed with the data."""
-        rows = self._con.execute(
-            "SELECT kafka_partition, next_offset FROM kafka_offsets WHERE topic = ?", [topic]
-        ).fetchall()
+        # A cursor of its own: the rebalance listener calls this from kafka-python's IO thread.
+        with self._con.cursor() as cursor:
+            rows = cursor.execute(
+                "SELECT kafka_partition, next_offset FROM kafka_offsets WHERE topic = ?", [topic]
+            ).fetchall()
         return {int(p): int(o) for p, o in rows}
 
     def write(self, batch: BatchToStore) -> StoredBatch:

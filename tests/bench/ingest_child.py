@@ -10,6 +10,7 @@ import json
 import resource
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from ingest.codec import FrameDecoder
@@ -21,7 +22,13 @@ from ingest.source import KafkaSource
 def _settings(servers: str, topic: str, db: Path, batch: int) -> object:
     return load_settings(
         None,
-        kafka={"bootstrap_servers": servers, "topic": topic, "static_partitions": [0, 1, 2, 3]},
+        # A fresh group per run: offsets committed by an earlier run must not skip the backlog.
+        kafka={
+            "bootstrap_servers": servers,
+            "topic": topic,
+            "static_partitions": [0, 1, 2, 3],
+            "group_id": f"bench-{uuid.uuid4().hex}",
+        },
         storage={"path": str(db)},
         daemon={"metrics_port": None, "liveness_file": None, "max_batch_messages": batch},
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from orbitwatch.broker import EmbeddedBroker, create_topic
-from tests.integration.daemons import DaemonProcess
+from tests.integration.daemons import DaemonFactory, DaemonProcess
 
 pytestmark = pytest.mark.integration
 
@@ -40,15 +40,15 @@ def topic(bootstrap: str) -> str:
 
 
 @pytest.fixture
-def daemon_factory(bootstrap: str, topic: str, tmp_path: Path) -> Iterator[type[DaemonProcess]]:
-    """Start daemons as subprocesses (``DaemonProcess``); all are killed at the end of the test."""
-    started: list[DaemonProcess] = []
+def daemon_factory(bootstrap: str, topic: str, tmp_path: Path) -> Iterator[DaemonFactory]:
+    """Make daemons (``DaemonProcess``) on this test's topic; all are killed at the end of the test."""
+    made: list[DaemonProcess] = []
 
-    class _Factory(DaemonProcess):
-        def __init__(self, name: str = "d0", **settings: str) -> None:
-            super().__init__(bootstrap, topic, tmp_path / name, **settings)
-            started.append(self)
+    def make(name: str = "d0", **settings: str) -> DaemonProcess:
+        daemon = DaemonProcess(bootstrap, topic, tmp_path / name, **settings)
+        made.append(daemon)
+        return daemon
 
-    yield _Factory
-    for daemon in started:
+    yield make
+    for daemon in made:
         daemon.kill()

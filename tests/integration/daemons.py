@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -86,3 +87,6 @@ def run_until_consumed(daemon: DaemonProcess, expected: int, timeout_s: float = 
         if daemon.messages_consumed() >= expected:
             return
     raise AssertionError(f"daemon consumed {daemon.messages_consumed()} of {expected}: {daemon.log_text()[-3000:]}")
+
+
+DaemonFactory = Callable[..., DaemonProcess]

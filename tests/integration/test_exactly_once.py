@@ -5,12 +5,11 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections import Counter
 
 import pytest
 
 from simulator.config import SimulationConfig
-from tests.integration.daemons import DaemonProcess, run_until_consumed
+from tests.integration.daemons import DaemonFactory, run_until_consumed
 from tests.integration.fleet import (
     dead_letter_keys,
     expected_stored,
@@ -36,7 +35,7 @@ CRASH_FLEET = SimulationConfig(
 
 
 def test_every_frame_is_stored_exactly_once_across_sigkills(
-    bootstrap: str, topic: str, daemon_factory: type[DaemonProcess]
+    bootstrap: str, topic: str, daemon_factory: DaemonFactory
 ) -> None:
     truth = send_fleet(bootstrap, topic, CRASH_FLEET)
     daemon = daemon_factory(daemon__max_batch_messages="300")
@@ -58,7 +57,8 @@ def test_every_frame_is_stored_exactly_once_across_sigkills(
     assert len(keys) == len(set(keys))
     assert set(keys) == expected_stored(truth)
     assert scalar(daemon.db, "SELECT count(*) FROM gpu_samples") == 64 * len(keys)
-    duplicated_samples = "SELECT count(*) FROM (SELECT rack_id, boot_epoch, frame_seq, node, gpu FROM gpu_samples GROUP BY ALL HAVING count(*) > 1)"
+    duplicated_samples = """SELECT count(*) FROM (SELECT rack_id, boot_epoch, frame_seq, node, gpu
+        FROM gpu_samples GROUP BY ALL HAVING count(*) > 1)"""
     assert scalar(daemon.db, duplicated_samples) == 0
 
     malformed = scalar(daemon.db, "SELECT count(*) FROM dead_letters WHERE reason NOT LIKE 'impossible frame%'")
@@ -75,7 +75,7 @@ def test_every_frame_is_stored_exactly_once_across_sigkills(
 
 
 def test_v1_and_v2_frames_in_one_partition_are_all_stored(
-    bootstrap: str, topic: str, daemon_factory: type[DaemonProcess]
+    bootstrap: str, topic: str, daemon_factory: DaemonFactory
 ) -> None:
     fleet = SimulationConfig(
         satellites=1,
@@ -96,17 +96,19 @@ def test_v1_and_v2_frames_in_one_partition_are_all_stored(
 
     assert set(stored_keys([daemon.db])) == truth.delivered_ids()
     assert scalar(daemon.db, "SELECT count(DISTINCT kafka_partition) FROM rack_frames") == 1
-    by_schema = dict(Counter(truth.frames_by_schema_id))
-    assert scalar(daemon.db, "SELECT count(*) FROM rack_frames WHERE schema_id = 1") == by_schema[1]
-    assert scalar(daemon.db, "SELECT count(*) FROM rack_frames WHERE schema_id = 1 AND firmware <> 'unknown'") == 0
-    v1_samples_with_v2_values = """SELECT count(*) FROM gpu_samples g JOIN rack_frames f USING (rack_id, boot_epoch, frame_seq)
+    assert scalar(daemon.db, "SELECT count(*) FROM rack_frames WHERE schema_id = 1") == truth.frames_by_schema_id[1]
+    v1_with_firmware = "SELECT count(*) FROM rack_frames WHERE schema_id = 1 AND firmware <> 'unknown'"
+    assert scalar(daemon.db, v1_with_firmware) == 0
+    v1_samples_with_v2_values = """SELECT count(*) FROM gpu_samples g
+        JOIN rack_frames f USING (rack_id, boot_epoch, frame_seq)
         WHERE f.schema_id = 1 AND (g.nvlink_errors <> 0 OR g.row_remap_pending)"""
     assert scalar(daemon.db, v1_samples_with_v2_values) == 0
-    assert scalar(daemon.db, "SELECT count(*) FROM rack_frames WHERE schema_id = 2 AND firmware = 'unknown'") == 0
+    v2_without_firmware = "SELECT count(*) FROM rack_frames WHERE schema_id = 2 AND firmware = 'unknown'"
+    assert scalar(daemon.db, v2_without_firmware) == 0
 
 
 def test_two_daemons_in_one_group_share_partitions_and_store_each_frame_once(
-    bootstrap: str, topic: str, daemon_factory: type[DaemonProcess]
+    bootstrap: str, topic: str, daemon_factory: DaemonFactory
 ) -> None:
     fleet = SimulationConfig(satellites=4, racks_per_satellite=4, duration_s=900, seed=21, duplicate_rate=0.03)
     first, second = (
@@ -129,7 +131,7 @@ def test_two_daemons_in_one_group_share_partitions_and_store_each_frame_once(
 
 
 def test_sigterm_finishes_the_batch_commits_and_exits_cleanly(
-    bootstrap: str, topic: str, daemon_factory: type[DaemonProcess]
+    bootstrap: str, topic: str, daemon_factory: DaemonFactory
 ) -> None:
     truth = send_fleet(bootstrap, topic, SimulationConfig(satellites=4, racks_per_satellite=4, duration_s=1200, seed=2))
     daemon = daemon_factory(daemon__max_batch_messages="200")

