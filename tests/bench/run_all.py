@@ -1,0 +1,24 @@
+"""`make bench`: every benchmark in turn, each printing its own figures (medians of several runs)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = [
+    ("throughput: daemon vs consume+decode ceiling (2.3M samples)", ["tests.bench.throughput"]),
+    ("peak RSS vs backlog size (4.6M samples)", ["tests.bench.throughput", "--seconds", "1800", "--runs", "1"]),
+    ("latency at 100 racks live", ["tests.bench.latency"]),
+    ("memory as history accumulates", ["tests.bench.history_memory"]),
+]
+
+
+def main() -> None:
+    """Run each benchmark as its own process and stream its output."""
+    for title, args in BENCHMARKS:
+        print(f"\n== {title}", flush=True)
+        subprocess.run([sys.executable, "-m", *args], check=True)
+
+
+if __name__ == "__main__":
+    main()
