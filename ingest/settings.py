@@ -40,6 +40,10 @@ class KafkaSettings(_Section):
     static_partitions: list[int] | None = Field(
         None, description="read exactly these partitions with assign(), no consumer group coordination"
     )
+    shard_index: int | None = Field(
+        None, ge=0, description="with shard_count: own partitions p with p % count == index"
+    )
+    shard_count: int | None = Field(None, ge=1, description="number of daemons sharing the topic by static shards")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -65,12 +69,31 @@ class KafkaSettings(_Section):
         return value
 
     @model_validator(mode="after")
+    def _one_kind_of_assignment(self) -> KafkaSettings:
+        if (self.shard_index is None) != (self.shard_count is None):
+            raise ValueError("shard_index and shard_count go together")
+        if self.shard_index is not None and self.shard_count is not None:
+            if self.shard_index >= self.shard_count:
+                raise ValueError(f"shard_index {self.shard_index} must be below shard_count {self.shard_count}")
+            if self.static_partitions is not None:
+                raise ValueError("use either static_partitions or shard_index/shard_count, not both")
+        return self
+
+    @model_validator(mode="after")
     def _sasl_is_complete(self) -> KafkaSettings:
         if self.security_protocol.startswith("SASL") and not (
             self.sasl_mechanism and self.sasl_username and self.sasl_password
         ):
             raise ValueError(f"{self.security_protocol} needs sasl_mechanism, sasl_username and sasl_password")
         return self
+
+    def owns(self, partition: int) -> bool:
+        """Whether this daemon's fixed assignment includes ``partition`` (always, under a consumer group)."""
+        if self.static_partitions is not None:
+            return partition in self.static_partitions
+        if self.shard_index is not None and self.shard_count is not None:
+            return partition % self.shard_count == self.shard_index
+        return True
 
     def server_list(self) -> list[str]:
         """The bootstrap servers as a list."""

@@ -86,16 +86,34 @@ class KafkaSource:
         self.before_revoke = before_revoke
         self.topic = settings.topic
         try:
-            if settings.static_partitions is not None:
-                self.consumer = KafkaConsumer(group_id=settings.group_id, **consumer_config(settings))
-                partitions = [TopicPartition(self.topic, p) for p in settings.static_partitions]
-                self.consumer.assign(partitions)
-                self.seek_to_stored(partitions, {tp: self.consumer.committed(tp) for tp in partitions})
-            else:
-                self.consumer = KafkaConsumer(group_id=settings.group_id, **consumer_config(settings))
+            self.consumer = KafkaConsumer(group_id=settings.group_id, **consumer_config(settings))
+            partitions = self._static_partitions(settings)
+            if partitions is None:
                 self.consumer.subscribe([self.topic], listener=_SeekToStored(self))
+            else:
+                assigned = [TopicPartition(self.topic, p) for p in partitions]
+                self.consumer.assign(assigned)
+                self.seek_to_stored(assigned, {tp: self.consumer.committed(tp) for tp in assigned})
         except KafkaError as exc:
             raise SourceError(f"cannot connect to Kafka at {settings.bootstrap_servers}: {exc}") from exc
+
+    def _static_partitions(self, settings: KafkaSettings) -> list[int] | None:
+        """The fixed partitions of this daemon, or None for consumer-group assignment."""
+        if settings.static_partitions is not None:
+            return settings.static_partitions
+        if settings.shard_index is None or settings.shard_count is None:
+            return None
+        existing = self.consumer.partitions_for_topic(self.topic)
+        if not existing:
+            raise SourceError(f"topic {self.topic} does not exist on {settings.bootstrap_servers}")
+        owned = [p for p in sorted(existing) if settings.owns(p)]
+        if not owned:
+            raise SourceError(
+                f"shard {settings.shard_index} of {settings.shard_count} owns none of {self.topic}'s "
+                f"{len(existing)} partitions; use at most {len(existing)} shards"
+            )
+        log.info("shard %d of %d owns partitions %s", settings.shard_index, settings.shard_count, owned)
+        return owned
 
     def seek_to_stored(self, partitions: list[TopicPartition], committed: dict[TopicPartition, int | None]) -> None:
         """Position each partition at max(DuckDB offset, Kafka committed offset)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -124,6 +125,52 @@ def _render(result: QueryResult, fmt: OutputFormat) -> str:
         console.print(table)
         console.print(f"({len(result.rows)} rows)")
     return captured.get()
+
+
+@main.command("replay")
+@CONFIG_OPTION
+@click.option("--from", "start", required=True, help="Start of the range (ISO 8601 Kafka timestamp, inclusive).")
+@click.option("--to", "end", required=True, help="End of the range (ISO 8601, exclusive).")
+@click.option("--seek-by-time", is_flag=True, help="Seek with offsets_for_times (Apache Kafka; not Tansu).")
+@click.option("--idle", type=float, default=5.0, show_default=True, help="Stop after this long with nothing read.")
+def replay_command(config_path: Path | None, start: str, end: str, seek_by_time: bool, idle: float) -> None:
+    """Re-read a time range from Kafka into the history, idempotently (frames stored once).
+
+    Reads the partitions this daemon owns (static_partitions, or shard_index/shard_count; all otherwise).
+    Stop the shard's daemon first: DuckDB allows one process per file. Offsets and counters of the live
+    daemon are not changed.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from orbitwatch.replay import ReplayResult, replay
+
+    settings = settings_or_exit(config_path)
+    setup_logging(settings.daemon.log_level)
+    first, last = _timestamp(start, "--from"), _timestamp(end, "--to")
+    if last <= first:
+        raise click.BadParameter("must be after --from", param_hint="--to")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}")) as bar:
+        task = bar.add_task("replaying", total=None)
+
+        def show(r: ReplayResult) -> None:
+            bar.update(task, description=f"scanned {r.scanned}, in range {r.in_range}, new frames {r.frames_stored}")
+
+        try:
+            result = replay(settings, first, last, seek_by_time=seek_by_time, idle_s=idle, progress=show)
+        except (IngestError, StorageError) as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"replayed {result.in_range} of {result.scanned} messages scanned: {result.frames_stored} frames stored, "
+        f"{result.duplicates} already present, {result.dead_letters} new dead letters"
+    )
+
+
+def _timestamp(text: str, option: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time", param_hint=option) from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @main.command()
