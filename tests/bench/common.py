@@ -30,7 +30,9 @@ def broker() -> Iterator[str]:
         yield embedded.bootstrap_servers
 
 
-def backlog(servers: str, topic: str, racks: int, seconds: int, seed: int = 1) -> tuple[int, int]:
+def backlog(
+    servers: str, topic: str, racks: int, seconds: int, seed: int = 1, partitions: int = PARTITIONS
+) -> tuple[int, int]:
     """Produce a continuous-contact fleet backlog; returns (messages, GPU samples)."""
     config = SimulationConfig(
         satellites=racks // 4,
@@ -41,7 +43,7 @@ def backlog(servers: str, topic: str, racks: int, seconds: int, seed: int = 1) -
         duplicate_rate=0.0,
         loss_rate=0.0,
     )
-    create_topic(servers, topic, PARTITIONS)
+    create_topic(servers, topic, partitions)
     messages, truth = generate(config)
     sent = produce(messages, servers, topic)
     return sent, truth.distinct_frames_sent * 64

@@ -1,6 +1,8 @@
 """One measured run in a fresh process: `consume` (Kafka + decode only) or `daemon` (to committed rows).
 
-Prints one JSON line: samples, seconds, samples_per_s, peak_rss_mib.
+Reads the partitions of shard ``--shard`` of ``--shards`` until ``--messages`` are read, or, without it,
+until nothing arrived for 3 s. Prints one JSON line: samples, seconds (first to last data), the wall-clock
+first/last data times (to combine shards running side by side), samples_per_s, peak_rss_mib.
 """
 
 from __future__ import annotations
@@ -11,69 +13,79 @@ import resource
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from ingest.codec import FrameDecoder
 from ingest.registry import SchemaRegistry
-from ingest.settings import load_settings
+from ingest.settings import Settings, load_settings
 from ingest.source import KafkaSource
+from orbitwatch.daemon import Daemon
+
+IDLE_S = 3.0
+Step = Callable[[], tuple[int, int] | None]  # one poll: (messages, samples) or None when nothing came
 
 
-def _settings(servers: str, topic: str, db: Path, batch: int) -> object:
+def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(
         None,
-        # A fresh group per run: offsets committed by an earlier run must not skip the backlog.
         kafka={
-            "bootstrap_servers": servers,
-            "topic": topic,
-            "static_partitions": [0, 1, 2, 3],
+            "bootstrap_servers": args.servers,
+            "topic": args.topic,
+            "shard_index": args.shard,
+            "shard_count": args.shards,
+            # A fresh group per run: offsets committed by an earlier run must not skip the backlog.
             "group_id": f"bench-{uuid.uuid4().hex}",
         },
-        storage={"path": str(db)},
-        daemon={"metrics_port": None, "liveness_file": None, "max_batch_messages": batch},
+        storage={"path": str(Path(tempfile.mkdtemp()) / "bench.duckdb")},
+        daemon={"metrics_port": None, "liveness_file": None, "max_batch_messages": args.batch},
     )
 
 
-def consume_only(servers: str, topic: str, expected: int, batch: int) -> tuple[int, float]:
-    """Poll and decode every message; returns (samples, seconds)."""
-    settings = _settings(servers, topic, Path(tempfile.mkdtemp()) / "unused.duckdb", batch)
-    source = KafkaSource(settings.kafka, dict)  # type: ignore[attr-defined]
-    decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir))  # type: ignore[attr-defined]
-    messages = samples = 0
-    started = None
-    while messages < expected:
-        raw = source.poll(500, batch)
+def consume_step(settings: Settings) -> tuple[Step, Callable[[], None]]:
+    """Poll and decode only."""
+    source = KafkaSource(settings.kafka, dict)
+    decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir))
+
+    def step() -> tuple[int, int] | None:
+        raw = source.poll(200, settings.daemon.max_batch_messages)
         if not raw:
-            continue
-        started = started or time.perf_counter()
-        decoded = decoder.decode(raw)
-        samples += int(decoded.frames["gpus"].list.len().sum())
-        messages += len(raw)
-    seconds = time.perf_counter() - (started or time.perf_counter())
-    source.close()
-    return samples, seconds
+            return None
+        return len(raw), int(decoder.decode(raw).frames["gpus"].list.len().sum())
+
+    return step, source.close
 
 
-def daemon_run(servers: str, topic: str, expected: int, batch: int) -> tuple[int, float]:
-    """Run the daemon's batch flow until every message is committed; returns (samples, seconds)."""
-    from ingest.settings import Settings
-    from orbitwatch.daemon import Daemon
-
-    settings = _settings(servers, topic, Path(tempfile.mkdtemp()) / "bench.duckdb", batch)
-    assert isinstance(settings, Settings)
+def daemon_step(settings: Settings) -> tuple[Step, Callable[[], None]]:
+    """The daemon's whole batch flow, to rows committed in DuckDB and offsets in Kafka."""
     daemon = Daemon(settings)
-    messages = samples = 0
-    started = None
-    while messages < expected:
+
+    def step() -> tuple[int, int] | None:
         result = daemon.run_batch()
-        if result is None:
+        return None if result is None else (result.messages, result.stored.samples_stored)
+
+    return step, daemon.close
+
+
+def measure(step: Step, expected: int | None) -> dict[str, float]:
+    """Run ``step`` until the expected messages or idleness; time from first to last data."""
+    messages = samples = 0
+    first = last = None
+    idle_since = time.monotonic()
+    while (expected is None or messages < expected) and time.monotonic() - idle_since < IDLE_S:
+        got = step()
+        if got is None:
+            if first is None:
+                idle_since = time.monotonic()  # still waiting for the first data
             continue
-        started = started or time.perf_counter() - 0.0
-        messages += result.messages
-        samples += result.stored.samples_stored
-    seconds = time.perf_counter() - (started or time.perf_counter())
-    daemon.close()
-    return samples, seconds
+        now = time.time()
+        first = first or now
+        last, idle_since = now, time.monotonic()
+        messages, samples = messages + got[0], samples + got[1]
+    if first is None or last is None:
+        raise SystemExit("no data arrived")
+    seconds = last - first
+    return {"samples": samples, "seconds": seconds, "first": first, "last": last, "samples_per_s": samples / seconds}
 
 
 def main() -> None:
@@ -82,17 +94,17 @@ def main() -> None:
     parser.add_argument("mode", choices=["consume", "daemon"])
     parser.add_argument("--servers", required=True)
     parser.add_argument("--topic", required=True)
-    parser.add_argument("--messages", type=int, required=True)
+    parser.add_argument("--messages", type=int, default=None)
     parser.add_argument("--batch", type=int, default=4000)
+    parser.add_argument("--shard", type=int, default=0)
+    parser.add_argument("--shards", type=int, default=1)
     args = parser.parse_args()
-    run = consume_only if args.mode == "consume" else daemon_run
-    samples, seconds = run(args.servers, args.topic, args.messages, args.batch)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {"samples": samples, "seconds": seconds, "samples_per_s": samples / seconds, "peak_rss_mib": peak_mib}
-        )
-    )
+    settings = _settings(args)
+    step, close = (consume_step if args.mode == "consume" else daemon_step)(settings)
+    result = measure(step, args.messages)
+    close()
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
