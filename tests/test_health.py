@@ -186,7 +186,7 @@ def test_fleet_now_keeps_the_last_known_state_through_loss_of_signal() -> None:
     assert (row["state"], row["last_known_state"]) == ("unknown", "critical")
     assert row["reasons"][0].startswith("predicted loss of signal since")
     assert row["reasons"][1] == "last known: node 0: gpu 0: ecc double-bit errors +1"
-    overdue = fleet_health_now(gpus(), windows.clear(), expected_contact(history, T + timedelta(minutes=200)))
+    overdue = fleet_health_now(hot.clear(), windows.clear(), expected_contact(history, T + timedelta(minutes=200)))
     assert overdue.is_empty()
     cool = gpus(gpu_row(window_start=T + timedelta(minutes=90)))
     stale = fleet_health_now(cool, windows, expected_contact(history, T + timedelta(minutes=186))).row(0, named=True)
