@@ -24,7 +24,7 @@ import polars as pl
 
 from ingest import avro_polars
 from ingest.registry import SchemaRegistry, WriterSchema
-from ingest.wire import split_header
+from ingest.wire import split_header, zigzag_long
 
 _FALLBACK_CHUNK = 128
 METADATA_SCHEMA = pl.Schema(
@@ -50,6 +50,14 @@ class RawBatch:
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+    def append(self, partition: int, offset: int, timestamp_ms: int, key: bytes | None, value: bytes | None) -> None:
+        """Add one message at the end."""
+        self.partitions.append(partition)
+        self.offsets.append(offset)
+        self.timestamps_ms.append(timestamp_ms)
+        self.keys.append(key)
+        self.values.append(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +224,10 @@ def _make_plan(writer: WriterSchema, reader: WriterSchema) -> _Plan:
     sync = os.urandom(16)
     schema_json = json.dumps(avro_polars.container_schema_json(writer.raw)).encode()
     header = bytearray(b"Obj\x01")
-    header += _long(2)
+    header += zigzag_long(2)
     for key, value in ((b"avro.schema", schema_json), (b"avro.codec", b"null")):
-        header += _long(len(key)) + key + _long(len(value)) + value
-    header += _long(0) + sync
+        header += zigzag_long(len(key)) + key + zigzag_long(len(value)) + value
+    header += zigzag_long(0) + sync
     try:
         size: pl.Expr | None = avro_polars.record_size(writer.raw)
         resolve: list[pl.Expr] | None = avro_polars.resolution(writer.raw, reader.raw)
@@ -230,7 +238,7 @@ def _make_plan(writer: WriterSchema, reader: WriterSchema) -> _Plan:
 
 def _read_container(plan: _Plan, bodies: list[memoryview]) -> pl.DataFrame:
     total = sum(len(b) for b in bodies)
-    parts: list[bytes | memoryview] = [plan.header, _long(len(bodies)), _long(total), *bodies, plan.sync]
+    parts: list[bytes | memoryview] = [plan.header, zigzag_long(len(bodies)), zigzag_long(total), *bodies, plan.sync]
     return pl.read_avro(io.BytesIO(b"".join(parts)))
 
 
@@ -252,17 +260,6 @@ def _rust_panics_silenced() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-
-
-def _long(n: int) -> bytes:
-    """Avro's zigzag varint encoding of a long."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def _describe(exc: BaseException) -> str:

@@ -73,13 +73,9 @@ class RangeReader:
         batch = RawBatch(self.topic)
         for tp, records in polled.items():
             self.scanned += len(records)
-            for record in records:
-                if self._start_ms <= record.timestamp < self._end_ms:
-                    batch.partitions.append(record.partition)
-                    batch.offsets.append(record.offset)
-                    batch.timestamps_ms.append(record.timestamp)
-                    batch.keys.append(record.key)
-                    batch.values.append(record.value)
+            for r in records:
+                if self._start_ms <= r.timestamp < self._end_ms:
+                    batch.append(r.partition, r.offset, r.timestamp, r.key, r.value)
             if records and records[-1].timestamp >= self._done_ms:
                 self._finished.add(tp.partition)
                 self._consumer.pause(tp)

@@ -137,12 +137,8 @@ class KafkaSource:
             raise SourceError(f"poll failed: {exc}") from exc
         batch = RawBatch(self.topic)
         for records in polled.values():
-            for record in records:
-                batch.partitions.append(record.partition)
-                batch.offsets.append(record.offset)
-                batch.timestamps_ms.append(record.timestamp)
-                batch.keys.append(record.key)
-                batch.values.append(record.value)
+            for r in records:
+                batch.append(r.partition, r.offset, r.timestamp, r.key, r.value)
         return batch
 
     def offsets_to_commit(self, next_offsets: dict[int, int]) -> dict[TopicPartition, OffsetAndMetadata]:

@@ -17,6 +17,22 @@ def split_header(value: bytes | None) -> tuple[int, memoryview] | str:
     return int.from_bytes(value[1:HEADER_SIZE], "big"), memoryview(value)[HEADER_SIZE:]
 
 
+def header(schema_id: int) -> bytes:
+    """The 5-byte wire header: magic byte 0, then the big-endian schema id."""
+    return bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big")
+
+
 def frame(schema_id: int, body: bytes) -> bytes:
     """Frame an Avro body with the 5-byte wire header."""
-    return bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big") + body
+    return header(schema_id) + body
+
+
+def zigzag_long(value: int) -> bytes:
+    """Avro's encoding of an int or long: zigzag, then little-endian base-128 varint."""
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)

@@ -18,6 +18,7 @@ from typing import Any
 
 import fastavro
 
+from ingest.wire import header as wire_header
 from simulator.fastpath import GpuEncoder, gpu_encoder
 
 V1_SCHEMA_ID = 1
@@ -33,11 +34,6 @@ def default_contract_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[2] / "shared" / "contract"
-
-
-def wire_header(schema_id: int) -> bytes:
-    """The 5-byte Confluent header: magic byte 0 and the big-endian schema id."""
-    return MAGIC + struct.pack(">I", schema_id)
 
 
 def _record(schema: dict[str, Any], name: str, fields: list[dict[str, Any]]) -> Any:

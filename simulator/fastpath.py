@@ -11,6 +11,8 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ingest.wire import zigzag_long as zigzag_varint
+
 GpuEncoder = Callable[[Sequence[dict[str, Any]]], bytes]
 
 _V1_FIELDS: list[tuple[str, object]] = [
@@ -35,17 +37,6 @@ _FLOAT = struct.Struct("<f").pack
 _FLOAT3 = struct.Struct("<fff").pack
 _NULL = b"\x00"
 _TRUE, _FALSE = b"\x01", b"\x00"
-
-
-def zigzag_varint(value: int) -> bytes:
-    """Avro's encoding of an int or long: zigzag, then little-endian base-128."""
-    n = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 _SMALL = [zigzag_varint(i) for i in range(1 << 17)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import random
 
-from simulator.codec import HEADER_SIZE, ContractCodec, wire_header
+from ingest.wire import header as wire_header
+from simulator.codec import HEADER_SIZE, ContractCodec
 from simulator.truth import MalformedKind
 
 UNKNOWN_SCHEMA_IDS = (0, 3, 7, 99, 4242)

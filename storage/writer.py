@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -88,13 +89,21 @@ class HistoryWriter:
         duplicates += batch.rack_rows.height - new_keys.height
         return StoredBatch(new_keys.height, samples, duplicates, dead.height)
 
+    def _insert(self, table: str, columns: list[str], rows: pl.DataFrame, returning: str = "") -> list[Any]:
+        """INSERT the frame's rows (Arrow scan); with ``returning``, skip key conflicts and return inserted rows."""
+        names = ", ".join(columns)
+        tail = f" ON CONFLICT DO NOTHING RETURNING {returning}" if returning else ""
+        self._con.register("batch_rows", rows.select(columns))
+        try:
+            return self._con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM batch_rows{tail}").fetchall()
+        finally:
+            self._con.unregister("batch_rows")
+
     def _insert_frames(self, rack_rows: pl.DataFrame, now: datetime) -> pl.DataFrame:
-        rows = rack_rows.with_columns(pl.lit(now).alias("ingested_at")).select(self._rack_columns)  # noqa: F841
-        columns = ", ".join(self._rack_columns)
-        inserted = self._con.execute(
-            f"INSERT INTO rack_frames ({columns}) SELECT {columns} FROM rows "
-            "ON CONFLICT DO NOTHING RETURNING rack_id, boot_epoch, frame_seq, kafka_partition"
-        ).fetchall()
+        rows = rack_rows.with_columns(pl.lit(now).alias("ingested_at"))
+        inserted = self._insert(
+            "rack_frames", self._rack_columns, rows, returning="rack_id, boot_epoch, frame_seq, kafka_partition"
+        )
         return pl.DataFrame(
             inserted,
             schema={
@@ -108,20 +117,14 @@ class HistoryWriter:
 
     def _insert_samples(self, gpu_rows: pl.DataFrame, offered: int, new_keys: pl.DataFrame) -> int:
         rows = gpu_rows if new_keys.height == offered else gpu_rows.join(new_keys, on=_FRAME_KEY, how="semi")
-        rows = rows.select(self._gpu_columns)
-        columns = ", ".join(self._gpu_columns)
-        self._con.execute(f"INSERT INTO gpu_samples ({columns}) SELECT {columns} FROM rows")
+        self._insert("gpu_samples", self._gpu_columns, rows)
         return rows.height
 
     def _insert_dead_letters(self, dead: pl.DataFrame, now: datetime) -> pl.DataFrame:
         if dead.is_empty():
             return pl.DataFrame(schema={"kafka_partition": pl.Int32})
-        rows = dead.with_columns(pl.lit(now).alias("dead_lettered_at")).select(self._dead_columns)  # noqa: F841
-        columns = ", ".join(self._dead_columns)
-        inserted = self._con.execute(
-            f"INSERT INTO dead_letters ({columns}) SELECT {columns} FROM rows ON CONFLICT DO NOTHING "
-            "RETURNING kafka_partition"
-        ).fetchall()
+        rows = dead.with_columns(pl.lit(now).alias("dead_lettered_at"))
+        inserted = self._insert("dead_letters", self._dead_columns, rows, returning="kafka_partition")
         return pl.DataFrame(inserted, schema={"kafka_partition": pl.Int32}, orient="row")
 
     def _advance_offsets(
