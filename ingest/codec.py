@@ -168,7 +168,7 @@ class FrameDecoder:
             return None
         rows = pl.Series("_row", [i for i, _ in items], pl.Int64)
         lengths = pl.Series("_len", [len(body) for _, body in items], pl.Int64)
-        exact = decoded.select(plan.size).to_series() == lengths
+        exact = (decoded.select(plan.size).to_series() == lengths).fill_null(False)  # unprovable counts as wrong
         if bool(exact.all()):
             return [decoded.select(plan.resolve).with_columns(rows)], []
         good = decoded.filter(exact).select(plan.resolve).with_columns(rows.filter(exact))
