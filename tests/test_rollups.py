@@ -465,3 +465,46 @@ def test_shuffled_samples_give_identical_rollups(history: Telemetry, seed: int) 
     assert_frame_equal(actual[0], expected[0], check_exact=True)
     assert_frame_equal(actual[1], expected[1], check_exact=True)
     assert_frame_equal(tenant_usage_hourly(shuffled), tenant_usage_hourly(samples), check_exact=True)
+
+
+def changed_windows(before: pl.DataFrame, after: pl.DataFrame) -> set[tuple[str, datetime]]:
+    """``(rack_id, window_start)`` of the rollup rows that differ between two computations."""
+    key = (before.columns.index("rack_id"), before.columns.index("window_start"))
+    return {(row[key[0]], row[key[1]]) for row in set(before.rows()) ^ set(after.rows())}
+
+
+def next_present(rows: list[dict[str, Any]], late: dict[str, Any], keys: list[str]) -> list[dict[str, Any]]:
+    """The next row after ``late`` of the same entity and epoch, if any."""
+    same = [
+        row
+        for row in rows
+        if all(row[k] == late[k] for k in keys)
+        and row["boot_epoch"] == late["boot_epoch"]
+        and row["frame_seq"] > late["frame_seq"]
+    ]
+    return [min(same, key=lambda row: row["frame_seq"])] if same else []
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=telemetry(), pick=st.integers(0, 10_000))
+def test_a_late_frame_changes_only_the_windows_it_touches(history: Telemetry, pick: int) -> None:
+    late = history.rack_rows[pick % len(history.rack_rows)]
+    frame_key = ("boot_epoch", "frame_seq")
+
+    def is_late(row: dict[str, Any]) -> bool:
+        return all(row[k] == late[k] for k in frame_key)
+
+    early = Telemetry([r for r in history.gpu_rows if not is_late(r)], [r for r in history.rack_rows if not is_late(r)])
+    before = rollups(with_gpu_incs(early.gpus()), counter_increments(early.racks(), ["seu_count"], ["rack_id"]))
+    after = rollups(with_gpu_incs(history.gpus()), counter_increments(history.racks(), ["seu_count"], ["rack_id"]))
+    following = next_present(history.rack_rows, late, ["rack_id"])
+    for sample in (r for r in history.gpu_rows if is_late(r)):  # a frame may lack some of its GPUs
+        following += next_present(history.gpu_rows, sample, GPU_KEYS)
+    columns = ["rack_id", "boot_epoch", "frame_seq", "sampled_at"]
+    touched = windows_touched_by_late_frames(
+        racks(late).select(columns), racks(*(rack_row(0, 0) | {k: r[k] for k in columns} for r in following)), "1m"
+    )
+    allowed = set(touched.rows())
+    assert changed_windows(before[0], after[0]) <= allowed
+    assert changed_windows(before[1], after[1]) <= allowed
+    assert (late["rack_id"], late["sampled_at"].replace(second=0)) in changed_windows(before[1], after[1])
