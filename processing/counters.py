@@ -24,8 +24,11 @@ itself and the previous present sample of its entity and epoch. Hence:
   (``windows_touched_by_late_frames``). Means, maxes, counts and coverage depend only on a window's own
   samples, so they change only in F's window.
 
-Assumptions: within a rack, ``sampled_at`` increases with ``(boot_epoch, frame_seq)``, and each frame
-carries all its GPUs (so the next present frame is also every GPU's next present sample).
+Precisely, "N" is, per entity and counter, the next sample of the same epoch whose reading of that counter
+is not NULL: a NULL reading passes the previous value on. When every sample of F's frame is present and
+readable in the next frame, that is simply the next present frame; otherwise the wiring passes each such
+sample's frame (in SQL, per GPU and counter, ``min(frame_seq) WHERE c IS NOT NULL AND frame_seq > F``).
+Assumption: within a rack, ``sampled_at`` increases with ``(boot_epoch, frame_seq)``.
 """
 
 from __future__ import annotations
@@ -74,9 +77,10 @@ def windows_touched_by_late_frames(stored: pl.DataFrame, following: pl.DataFrame
 
     ``stored``: the newly stored frames, ``(rack_id, boot_epoch, frame_seq, sampled_at)``.
     ``following``: for each of them, the next present frame of the same rack and epoch after storing
-    them (same columns; none when there is no later frame). Where a frame may lack some GPUs, pass
-    instead the frame of each of its GPUs' next present sample (any number of rows). The result holds
-    every window whose rollups can differ from before; see the module docstring for why.
+    them (same columns; none when there is no later frame), or, where frames may lack GPUs or carry NULL
+    counter readings, the frame of each entity's next sample with a non-NULL reading of each counter
+    (any number of rows). The result holds every window whose rollups can differ from before; see the
+    module docstring for why.
     """
     columns = ["rack_id", "boot_epoch", "frame_seq", "sampled_at"]
     for name, frame in (("stored", stored), ("following", following)):

@@ -473,8 +473,10 @@ def changed_windows(before: pl.DataFrame, after: pl.DataFrame) -> set[tuple[str,
     return {(row[key[0]], row[key[1]]) for row in set(before.rows()) ^ set(after.rows())}
 
 
-def next_present(rows: list[dict[str, Any]], late: dict[str, Any], keys: list[str]) -> list[dict[str, Any]]:
-    """The next row after ``late`` of the same entity and epoch, if any."""
+def next_readable(
+    rows: list[dict[str, Any]], late: dict[str, Any], keys: list[str], counters: list[str]
+) -> list[dict[str, Any]]:
+    """Per counter, the next row after ``late`` of the same entity and epoch with a reading of it, if any."""
     same = [
         row
         for row in rows
@@ -482,7 +484,8 @@ def next_present(rows: list[dict[str, Any]], late: dict[str, Any], keys: list[st
         and row["boot_epoch"] == late["boot_epoch"]
         and row["frame_seq"] > late["frame_seq"]
     ]
-    return [min(same, key=lambda row: row["frame_seq"])] if same else []
+    readable = ([row for row in same if row[name] is not None] for name in counters)
+    return [min(found, key=lambda row: row["frame_seq"]) for found in readable if found]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -497,9 +500,9 @@ def test_a_late_frame_changes_only_the_windows_it_touches(history: Telemetry, pi
     early = Telemetry([r for r in history.gpu_rows if not is_late(r)], [r for r in history.rack_rows if not is_late(r)])
     before = rollups(with_gpu_incs(early.gpus()), counter_increments(early.racks(), ["seu_count"], ["rack_id"]))
     after = rollups(with_gpu_incs(history.gpus()), counter_increments(history.racks(), ["seu_count"], ["rack_id"]))
-    following = next_present(history.rack_rows, late, ["rack_id"])
-    for sample in (r for r in history.gpu_rows if is_late(r)):  # a frame may lack some of its GPUs
-        following += next_present(history.gpu_rows, sample, GPU_KEYS)
+    following = next_readable(history.rack_rows, late, ["rack_id"], ["seu_count"])
+    for sample in (r for r in history.gpu_rows if is_late(r)):  # frames may lack GPUs or readings
+        following += next_readable(history.gpu_rows, sample, GPU_KEYS, GPU_COUNTERS)
     columns = ["rack_id", "boot_epoch", "frame_seq", "sampled_at"]
     touched = windows_touched_by_late_frames(
         racks(late).select(columns), racks(*(rack_row(0, 0) | {k: r[k] for k in columns} for r in following)), "1m"
