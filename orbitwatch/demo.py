@@ -114,20 +114,25 @@ def _ingest(console: Console, settings: object, sent: int) -> None:
     console.print(f"[bold]3.[/] the daemon ingests into {settings.storage.path}")
     daemon = Daemon(settings)
     consumed, samples, started = 0, 0, time.monotonic()
+    joined: float | None = None
     try:
         with _progress() as bar:
             task = bar.add_task("ingesting", total=sent)
             while consumed < sent and time.monotonic() - started < 120:
                 result = daemon.run_batch()
+                if joined is None and daemon.source.assigned_partitions():
+                    joined = time.monotonic()
                 if result is not None:
                     consumed += result.messages
                     samples += result.stored.samples_stored
                     bar.update(task, completed=consumed)
     finally:
         daemon.close()
-    elapsed = time.monotonic() - started
+    ended = time.monotonic()
+    joining = (joined or ended) - started
     console.print(
-        f"   {consumed} messages, {samples} GPU samples in {elapsed:.1f} s ({samples / elapsed:,.0f} samples/s)"
+        f"   {consumed} messages, {samples} GPU samples in {ended - started:.1f} s, of which {joining:.1f} s "
+        f"joining the consumer group ({samples / max(ended - started - joining, 1e-9):,.0f} samples/s once assigned)"
     )
 
 
@@ -142,7 +147,7 @@ def _summarise(console: Console, db: Path) -> None:
     counts = run_query(con, "SELECT count(*), (SELECT count(*) FROM dead_letters) FROM rack_frames").rows[0]
     console.print(f"   {counts[0]} frames stored once each; {counts[1]} malformed messages in dead_letters")
     con.close()
-    console.print(
+    click.echo(
         f'Query further: .venv/bin/orbitwatch query --db {db} "SELECT * FROM dead_letters LIMIT 5"\n'
         '   or: .venv/bin/python -c "import duckdb; '
         f"print(duckdb.connect('{db}', read_only=True).sql('FROM rack_frames LIMIT 5'))\""

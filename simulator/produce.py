@@ -11,6 +11,7 @@ from simulator.messages import SimMessage
 
 DEFAULT_PRODUCER_CONFIG: Mapping[str, object] = {
     "acks": 1,
+    "enable_idempotence": False,  # acks=1 is enough for simulated traffic; saying so keeps kafka-python quiet
     "linger_ms": 20,
     "batch_size": 1 << 20,
     "max_request_size": 16 << 20,
