@@ -82,7 +82,11 @@ def run_until_consumed(daemon: DaemonProcess, expected: int, timeout_s: float = 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         daemon.start("--exit-when-idle", "3")
-        code = daemon.wait(timeout_s)
+        try:
+            code = daemon.wait(max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            raise AssertionError(f"daemon did not finish: {daemon.log_text()[-4000:]}") from None
         assert code == 0, daemon.log_text()[-3000:]
         if daemon.messages_consumed() >= expected:
             return
