@@ -81,7 +81,6 @@ class KafkaSource:
     def __init__(
         self, settings: KafkaSettings, stored_offsets: StoredOffsets, before_revoke: BeforeRevoke = dict
     ) -> None:
-        self._settings = settings
         self._stored_offsets = stored_offsets
         self.before_revoke = before_revoke
         self.topic = settings.topic

@@ -11,10 +11,9 @@ from storage.writer import BatchToStore, PartitionProgress
 
 def to_store(raw: RawBatch, decoded: DecodedBatch, prepared: PreparedBatch) -> BatchToStore:
     """Assemble what the writer stores: rows, dead letters (undecodable and rejected), offsets."""
-    rejected = {(p, o): reason for p, o, reason in prepared.rejected.iter_rows()}
     position = {(p, o): i for i, (p, o) in enumerate(zip(raw.partitions, raw.offsets, strict=True))}
     letters = [(d.partition, d.offset, d.reason) for d in decoded.dead_letters]
-    letters += [(p, o, reason) for (p, o), reason in rejected.items()]
+    letters += list(prepared.rejected.iter_rows())
     rows = [position[(p, o)] for p, o, _ in letters]
     dead = pl.DataFrame(
         {

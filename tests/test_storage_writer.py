@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import polars as pl
 import pytest
 
 from ingest.codec import FrameDecoder, RawBatch
+from orbitwatch import assemble
 from processing.rows import prepare_batch
 from storage.database import open_database
 from storage.errors import DatabaseLockedError, SchemaVersionError, StorageError
 from storage.schema import LATEST_VERSION, MIGRATIONS, current_version, migrate
-from storage.writer import BatchToStore, HistoryWriter, PartitionProgress, StoredBatch
+from storage.writer import BatchToStore, HistoryWriter, StoredBatch
 from tests.helpers.frames import (
     DEFAULT_SAMPLED_AT,
     GPUS_PER_FRAME,
@@ -29,16 +29,6 @@ from tests.helpers.frames import (
     raw_batch,
     registry,
 )
-
-DEAD_SCHEMA = {
-    "topic": pl.String,
-    "kafka_partition": pl.Int32,
-    "kafka_offset": pl.Int64,
-    "kafka_timestamp": pl.Int64,
-    "message_key": pl.Binary,
-    "raw_value": pl.Binary,
-    "reason": pl.String,
-}
 
 
 @pytest.fixture(scope="module")
@@ -75,30 +65,9 @@ def offsets_table(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[int, int, i
 
 
 def to_store(decoder: FrameDecoder, raw: RawBatch) -> BatchToStore:
-    """Decode, prepare and assemble a batch as the daemon does (undecodable + rejected are dead letters)."""
+    """Decode, prepare and assemble a batch exactly as the daemon does."""
     decoded = decoder.decode(raw)
-    prepared = prepare_batch(decoded.frames)
-    position = {(p, o): i for i, (p, o) in enumerate(zip(raw.partitions, raw.offsets, strict=True))}
-    letters = [(d.partition, d.offset, d.reason) for d in decoded.dead_letters]
-    letters += [(int(p), int(o), str(r)) for p, o, r in prepared.rejected.iter_rows()]
-    rows = [position[(p, o)] for p, o, _ in letters]
-    dead = pl.DataFrame(
-        {
-            "topic": [raw.topic] * len(letters),
-            "kafka_partition": [p for p, _, _ in letters],
-            "kafka_offset": [o for _, o, _ in letters],
-            "kafka_timestamp": [raw.timestamps_ms[i] for i in rows],
-            "message_key": [raw.keys[i] for i in rows],
-            "raw_value": [raw.values[i] for i in rows],
-            "reason": [r for _, _, r in letters],
-        },
-        schema=DEAD_SCHEMA,
-    ).with_columns(pl.from_epoch("kafka_timestamp", "ms").dt.replace_time_zone("UTC"))
-    progress: dict[int, PartitionProgress] = {}
-    for p in sorted(set(raw.partitions)):
-        offsets = [o for q, o in zip(raw.partitions, raw.offsets, strict=True) if q == p]
-        progress[p] = PartitionProgress(max(offsets) + 1, len(offsets), prepared.duplicates_by_partition.get(p, 0))
-    return BatchToStore(raw.topic, prepared.rack_rows, prepared.gpu_rows, dead, progress)
+    return assemble.to_store(raw, decoded, prepare_batch(decoded.frames))
 
 
 def frames(seqs: range | list[int], *, boot_epoch: int = 0, **overrides: Any) -> list[Frame]:
