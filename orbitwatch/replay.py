@@ -59,12 +59,14 @@ def replay(
             if not raw:
                 continue
             decoded = decoder.decode(raw)
-            batch = to_store(raw, decoded, prepare_batch(decoded.frames))
+            prepared = prepare_batch(decoded.frames)
+            batch = to_store(raw, decoded, prepared)
             batch.progress = {}  # a replay never moves the daemon's offsets or counters
             stored = writer.write(batch)
             result.in_range += len(raw)
             result.frames_stored += stored.frames_stored
-            result.duplicates += stored.duplicates_dropped
+            # without progress the writer only counts copies already stored; add those dropped in the batch
+            result.duplicates += stored.duplicates_dropped + sum(prepared.duplicates_by_partition.values())
             result.dead_letters += stored.dead_letters
             if progress is not None:
                 progress(result)
