@@ -137,6 +137,16 @@ class DaemonSettings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class ProcessingSettings(_Section):
+    """Derived tables: per-minute rollups, gaps, health and usage, kept in the batch's transaction."""
+
+    enabled: bool = Field(True, description="false stores raw rows only (the backbone), e.g. to measure its cost")
+    now_refresh_s: float = Field(5.0, gt=0, description="how often fleet_health_now is re-judged while idle")
+    orbit_period_s: float = Field(5760.0, gt=0, description="pass interval assumed until two passes were seen")
+    pass_break_s: float = Field(120.0, gt=0, description="live silence that ends a ground pass")
+    contact_tolerance_s: float = Field(300.0, ge=0, description="lateness after a predicted pass before stale")
+
+
 class Settings(BaseSettings):
     """All orbitwatch settings."""
 
@@ -148,6 +158,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     storage: StorageSettings = StorageSettings()
     daemon: DaemonSettings = DaemonSettings()
+    processing: ProcessingSettings = ProcessingSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -20,6 +20,7 @@ from orbitwatch.metrics import DaemonMetrics
 from orbitwatch.report import Reporter
 from processing.rows import prepare_batch
 from storage.database import open_database
+from storage.derived import ContactModel, DerivedTables
 from storage.writer import HistoryWriter, StoredBatch
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,10 @@ class Daemon:
             threads=storage.threads,
             checkpoint_threshold=storage.checkpoint_threshold,
         )
-        self.writer = HistoryWriter(self._con)
+        p = settings.processing
+        contact = ContactModel(p.orbit_period_s, p.pass_break_s, p.contact_tolerance_s)
+        derived = DerivedTables(self._con, contact=contact) if p.enabled else None
+        self.writer = HistoryWriter(self._con, derived)
         self.in_flight = InFlightWrite(self.writer)
         self.decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir, settings.registry.url))
         topic = settings.kafka.topic
@@ -58,6 +62,7 @@ class Daemon:
         self._stopping = False
         self._last_alive = 0.0
         self._last_lag = 0.0
+        self._last_data = self._last_refresh = time.monotonic()
 
     def run_batch(self) -> BatchResult | None:
         """The flow of one batch; returns the previous batch once DuckDB and then Kafka committed it."""
@@ -96,13 +101,14 @@ class Daemon:
                 self.update_lag()
                 result = self.run_batch()
                 if result is None:
+                    self.refresh_health_now()
                     if not self.source.assigned_partitions():
                         idle_since = time.monotonic()  # idle means: partitions assigned, nothing arrives
                     elif exit_when_idle_s is not None and time.monotonic() - idle_since > exit_when_idle_s:
                         log.info("idle for %.0f s, stopping", exit_when_idle_s)
                         break
                     continue
-                idle_since = time.monotonic()
+                idle_since = self._last_data = self._last_refresh = time.monotonic()
                 consumed += result.messages
                 report.add(result.messages, result.stored)
                 if max_messages is not None and consumed >= max_messages:
@@ -114,6 +120,16 @@ class Daemon:
                 report.add(last.messages, last.stored)
             report.flush()
         return consumed
+
+    def refresh_health_now(self) -> None:
+        """While idle, re-judge ``fleet_health_now`` every ``processing.now_refresh_s`` (silence ages)."""
+        now = time.monotonic()
+        if now - self._last_refresh < self.settings.processing.now_refresh_s:
+            return
+        self._last_refresh = now
+        changed = self.writer.refresh_now(advanced_by=now - self._last_data)
+        if changed:
+            log.info("fleet health: %d rack(s) changed state while idle", changed)
 
     def close(self) -> None:
         """Finish the write in flight, leave the consumer group, close the database (checkpointing it)."""

@@ -1,86 +1,110 @@
-"""Increments of cumulative counters, correct across reboots and resets, and the windows late frames touch.
+"""Increments of cumulative counters, correct across reboots and resets, with a bounded lookback.
 
 The counters (``ecc_sbe``, ``ecc_dbe``, ``nvlink_errors`` per GPU in ``gpu_samples``, ``seu_count`` per
-rack in ``rack_frames``) count since the rack controller booted. Each sample gets an increment:
+rack in ``rack_frames``) count since the rack controller booted. Each sample gets an increment, per
+entity (``keys``, e.g. ``rack_id, node, gpu``) and ``boot_epoch``, in ``frame_seq`` order:
 
-- per entity (``keys``, e.g. ``rack_id, node, gpu``) and ``boot_epoch``, in ``frame_seq`` order,
-  ``inc = value - previous``, where *previous* is the last non-NULL value of the same entity and epoch
-  among the input rows (a NULL reading, flagged impossible, has a NULL increment and is skipped);
-- the first sample of an epoch present in the input has ``inc = value``: the counter started at 0 at boot,
-  so whatever it counted before that sample (including in lost frames) is attributed to that sample;
+- ``inc = value - previous``, where *previous* is the last non-NULL reading of the same entity and epoch
+  taken in the sample's own minute or the ``HORIZON_MINUTES`` minutes before it (event time);
 - a negative difference inside an epoch (a reset without reboot) counts the new value, as Prometheus'
-  ``increase()`` does.
+  ``increase()`` does;
+- with no previous reading in that horizon: ``inc = value`` when ``frame_seq < EPOCH_START_SEQS`` (the
+  rack booted less than the horizon ago at one frame per second, so nothing earlier exists: the counter
+  started at 0), otherwise NULL: the increment across a hole of more than the horizon is *unknown*, not
+  the whole cumulative count. A NULL (unreadable) reading has a NULL increment and passes the previous
+  reading on.
 
-**A window's increment is the sum of its samples' increments.** A sample's increment depends only on
-itself and the previous present sample of its entity and epoch. Hence:
+**Why a horizon.** It makes every increment depend only on samples at most ``HORIZON_MINUTES`` before it,
+so a window can be computed from its samples plus the last readings of the ``HORIZON_MINUTES`` minutes
+before it (``lookback`` rows: in the daemon, the stored per-minute ``<counter>_last`` state), and a late
+frame F changes only its own window and the window of the next present sample after it (whose previous
+reading becomes F's) when that sample lies within the horizon. The cost of storing a late frame does not
+depend on how long the history is.
 
-- a window can be computed on its own from its samples plus, per entity, one *lookback* row (flagged
-  ``lookback = True``) that carries the previous values: the last earlier sample, with each counter
-  replaced by its last non-NULL value in that sample's epoch (in SQL, ``last_value(c IGNORE NULLS)``);
-  if that sample is in an older epoch, it is simply not used;
-- when a late frame F is stored between its previous present frame P and its next present frame N (same
-  rack and epoch), F's increment is new and N's changes (``N - P`` becomes ``N - F``), P's does not: the
-  windows to recompute are F's window and N's window, and nothing else
-  (``windows_touched_by_late_frames``). Means, maxes, counts and coverage depend only on a window's own
-  samples, so they change only in F's window.
+One limit, documented in the README: when the sample right after a late frame has an unreadable (NULL)
+counter, the next readable sample's increment changes too; the daemon recomputes the window of the next
+present frame only, so that later window keeps its old increment until it is recomputed for another
+reason. The simulator never produces unreadable counters; real racks report them rarely.
 
-Precisely, "N" is, per entity and counter, the next sample of the same epoch whose reading of that counter
-is not NULL: a NULL reading passes the previous value on. When every sample of F's frame is present and
-readable in the next frame, that is simply the next present frame; otherwise the wiring passes each such
-sample's frame (in SQL, per GPU and counter, ``min(frame_seq) WHERE c IS NOT NULL AND frame_seq > F``).
-Assumption: within a rack, ``sampled_at`` increases with ``(boot_epoch, frame_seq)``.
+Assumption: within a rack and epoch, ``sampled_at`` increases with ``frame_seq``.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import polars as pl
 
 from processing.errors import FrameShapeError
 
 LOOKBACK = "lookback"
+HORIZON_MINUTES = 10
+EPOCH_START_SEQS = HORIZON_MINUTES * 60
+WINDOW = "1m"
 _FRAME_ORDER = ["boot_epoch", "frame_seq"]
 
 
-def counter_increments(samples: pl.DataFrame, counters: list[str], keys: list[str]) -> pl.DataFrame:
-    """Add ``<counter>_inc`` per counter; drop ``lookback`` rows (used only as previous values).
+def _sort_keys(keys: list[str], frame: pl.DataFrame) -> list[pl.Expr]:
+    """Sort keys, with string columns replaced by their hash (sorting strings is several times slower)."""
+    exprs = [pl.col(k).hash() if frame.schema[k] == pl.String else pl.col(k) for k in keys]
+    return [*exprs, pl.col("boot_epoch"), pl.col("frame_seq")]
 
-    The result is sorted by ``keys``, ``boot_epoch``, ``frame_seq`` whatever the input order, so the
-    same rows in any order give the same output.
+
+def counter_increments(samples: pl.DataFrame, counters: list[str], keys: list[str]) -> pl.DataFrame:
+    """Add ``<counter>_inc`` per counter; drop ``lookback`` rows (used only as previous readings).
+
+    The result is sorted by entity, ``boot_epoch``, ``frame_seq`` (entities in hash order), so the same
+    rows in any order give the same output. Lookback rows need ``sampled_at`` inside the minute their
+    readings come from.
     """
-    required = {*keys, *_FRAME_ORDER, *counters}
+    required = {*keys, *_FRAME_ORDER, "sampled_at", *counters}
     missing = required - set(samples.columns)
     if missing:
         raise FrameShapeError(f"samples lack columns {sorted(missing)} needed for counter increments")
-    ordered = samples.sort([*keys, *_FRAME_ORDER])
-    epoch = [*keys, "boot_epoch"]
-    with_incs = ordered.with_columns(_increment(counter, epoch).alias(f"{counter}_inc") for counter in counters)
+    ordered = samples.sort(_sort_keys(keys, samples))
+    group = pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(1)) for k in [*keys, "boot_epoch"]])
+    window = pl.col("sampled_at").dt.truncate(WINDOW)
+    prepared = ordered.with_columns(
+        group.cum_sum().alias("_group"),
+        window.alias("_window"),
+        (window - timedelta(minutes=HORIZON_MINUTES)).alias("_horizon"),
+    )
+    with_incs = prepared.with_columns(_increment(c).alias(f"{c}_inc") for c in counters).drop(
+        "_group", "_window", "_horizon"
+    )
     if LOOKBACK not in with_incs.columns:
         return with_incs
     return with_incs.filter(~pl.col(LOOKBACK)).drop(LOOKBACK)
 
 
-def _increment(counter: str, epoch: list[str]) -> pl.Expr:
-    """``value - previous non-NULL value`` in the epoch; ``value`` when there is none or it went down."""
+def _increment(counter: str) -> pl.Expr:
+    """See the module docstring; rows are sorted by entity, epoch and seq, ``_group`` numbers the runs."""
     value = pl.col(counter)
-    previous = value.forward_fill().shift(1).over(epoch, order_by="frame_seq")
+    readable = value.is_not_null()
+    previous = value.forward_fill().shift(1)
+    previous_group = pl.when(readable).then(pl.col("_group")).forward_fill().shift(1)
+    previous_window = pl.when(readable).then(pl.col("_window")).forward_fill().shift(1)
+    known = (previous_group == pl.col("_group")) & (previous_window >= pl.col("_horizon"))
     return (
-        pl.when(value.is_null())
+        pl.when(~readable)
         .then(None)
-        .when(previous.is_null() | (value < previous))
-        .then(value)
-        .otherwise(value - previous)
+        .when(known & (value >= previous))
+        .then(value - previous)
+        .when(known)
+        .then(value)  # reset without reboot
+        .when(pl.col("frame_seq") < EPOCH_START_SEQS)
+        .then(value)  # the epoch began within the horizon: counted from 0 at boot
+        .otherwise(None)
     )
 
 
 def windows_touched_by_late_frames(stored: pl.DataFrame, following: pl.DataFrame, every: str) -> pl.DataFrame:
     """The ``(rack_id, window_start)`` windows of width ``every`` to recompute after storing late frames.
 
-    ``stored``: the newly stored frames, ``(rack_id, boot_epoch, frame_seq, sampled_at)``.
-    ``following``: for each of them, the next present frame of the same rack and epoch after storing
-    them (same columns; none when there is no later frame), or, where frames may lack GPUs or carry NULL
-    counter readings, the frame of each entity's next sample with a non-NULL reading of each counter
-    (any number of rows). The result holds every window whose rollups can differ from before; see the
-    module docstring for why.
+    ``stored``: the newly stored frames, ``(rack_id, boot_epoch, frame_seq, sampled_at)``. ``following``:
+    for each of them, the next present frame of the same rack and epoch (same columns; none when there is
+    no later frame). Means, maxes, counts and coverage depend only on a window's own samples, so they
+    change only in the stored frames' windows; increments change there and at the following frame.
     """
     columns = ["rack_id", "boot_epoch", "frame_seq", "sampled_at"]
     for name, frame in (("stored", stored), ("following", following)):

@@ -71,24 +71,31 @@ class HealthThresholds:
     ecc_sbe_per_hour_degraded: float = 10.0
     """Single-bit ECC errors per observed hour above which a GPU is degraded. Any double-bit increase or
     pending row remap is critical, without a threshold."""
-    seu_ratio_degraded: float = 10.0
-    """SEU rate above this multiple of the rack's own trailing median is degraded."""
-    seu_ratio_critical: float = 50.0
-    """SEU rate above this multiple of the rack's own trailing median is critical."""
+    ecc_sbe_min_errors: int = 10
+    """...and only with at least this many in the window: one error in a minute is 60/h, yet healthy HBM
+    shows a few corrected errors an hour; a *rising* rate shows as a burst."""
+    seu_recent_windows: int = 10
+    """The SEU rate judged is that of the window and the ones before it, this many in all (single
+    minutes hold too few upsets to tell a storm from chance)."""
     seu_baseline_windows: int = 60
-    """How many earlier windows of the rack the trailing median spans."""
+    """The rack's own norm: its mean SEU rate over this many windows before the recent ones."""
     seu_baseline_min_windows: int = 5
-    """No SEU judgement until the rack has this many earlier windows with data."""
-    seu_baseline_floor: float = 1.0
-    """Smallest baseline (SEUs per window), so a quiet rack is not flagged for one upset."""
-    radiator_degraded_c: float = 60.0
-    """Radiator temperature above which a rack is degraded (placeholder: set per rack design)."""
-    radiator_critical_c: float = 75.0
-    """Radiator temperature above which a rack is critical (placeholder: set per rack design)."""
-    coolant_outlet_degraded_c: float = 55.0
-    """Coolant outlet temperature above which a rack is degraded (placeholder: set per rack design)."""
-    coolant_outlet_critical_c: float = 65.0
-    """Coolant outlet temperature above which a rack is critical (placeholder: set per rack design)."""
+    """No SEU judgement until the rack has this many baseline windows with data."""
+    seu_baseline_floor: float = 0.1
+    """Smallest norm (SEUs per minute), so a quiet rack is not flagged for a handful of upsets."""
+    seu_ratio_degraded: float = 10.0
+    """Recent SEU rate above this multiple of the rack's norm is degraded."""
+    seu_ratio_critical: float = 50.0
+    """Recent SEU rate above this multiple of the rack's norm is critical."""
+    radiator_degraded_c: float = 30.0
+    """Radiator temperature above which a rack is degraded. The fleet's radiators run -20..15 C between
+    eclipse and full load; set per rack design."""
+    radiator_critical_c: float = 45.0
+    """Radiator temperature above which a rack is critical (set per rack design)."""
+    coolant_outlet_degraded_c: float = 40.0
+    """Coolant outlet temperature above which a rack is degraded (healthy racks stay under ~35 C)."""
+    coolant_outlet_critical_c: float = 50.0
+    """Coolant outlet temperature above which a rack is critical (set per rack design)."""
     battery_soc_degraded: float = 0.2
     """State of charge below which a rack in eclipse (for any part of the window) is degraded."""
     battery_soc_critical: float = 0.1
@@ -147,6 +154,7 @@ def gpu_rules(t: HealthThresholds) -> list[Rule]:
     """The GPU rules, in the order their reasons are listed."""
     observed_s = pl.col("samples").cast(pl.Float64) * t.sample_interval_s
     sbe_per_hour = pl.col("ecc_sbe_inc") * 3600.0 / observed_s
+    sbe_rising = (sbe_per_hour > t.ecc_sbe_per_hour_degraded) & (pl.col("ecc_sbe_inc") >= t.ecc_sbe_min_errors)
     return [
         (pl.when(pl.col("ecc_dbe_inc") > 0).then(2).otherwise(0),
          pl.when(pl.col("ecc_dbe_inc") > 0).then(pl.format("ecc double-bit errors +{}", "ecc_dbe_inc"))),
@@ -159,8 +167,8 @@ def gpu_rules(t: HealthThresholds) -> list[Rule]:
         _throttle("throttled_s_power_brake", "power brake", observed_s, t.throttle_sustained_fraction),
         _throttle("throttled_s_hw_slowdown", "hw slowdown", observed_s, 2.0),
         _throttle("throttled_s_sw_thermal", "sw thermal (noted)", observed_s, None),
-        (pl.when(sbe_per_hour > t.ecc_sbe_per_hour_degraded).then(1).otherwise(0),
-         pl.when(sbe_per_hour > t.ecc_sbe_per_hour_degraded).then(pl.format(
+        (pl.when(sbe_rising).then(1).otherwise(0),
+         pl.when(sbe_rising).then(pl.format(
              f"ecc single-bit rate {{}}/h > {t.ecc_sbe_per_hour_degraded:g}/h", sbe_per_hour.round(1)))),
         _xids(_XID_DEGRADED, 1, "nvlink xid"),
         _xids({}, 1, "unclassified xid"),
@@ -236,11 +244,10 @@ def _silence_rule(t: HealthThresholds) -> tuple[pl.Expr, Rule]:
 
 def rack_rules(t: HealthThresholds) -> list[Rule]:
     """The rack's own data rules (link rules aside): SEU against its norm, thermal, battery in eclipse."""
-    rate = pl.col("seu_inc") / pl.col("coverage")
     ratio = pl.col("seu_ratio")
     seu_level = pl.when(ratio > t.seu_ratio_critical).then(2).when(ratio > t.seu_ratio_degraded).then(1)
-    seu_reason = pl.format("seu rate {} per window = {}x the rack's trailing median {}",
-                           rate.round(1), ratio.round(1), pl.col("seu_baseline").round(1))  # fmt: skip
+    seu_reason = pl.format(f"seu rate {{}}/min over {t.seu_recent_windows} min = {{}}x the rack's norm {{}}/min",
+                           pl.col("seu_recent").round(2), ratio.round(1), pl.col("seu_baseline").round(2))  # fmt: skip
     soc = pl.col("battery_soc_min")
     eclipse = pl.col("in_eclipse_fraction") > 0
     soc_c, soc_d = eclipse & (soc < t.battery_soc_critical), eclipse & (soc < t.battery_soc_degraded)
@@ -256,15 +263,39 @@ def rack_rules(t: HealthThresholds) -> list[Rule]:
 
 
 def _with_seu_baseline(racks: pl.DataFrame, t: HealthThresholds) -> pl.DataFrame:
-    rate = pl.when(pl.col("coverage") > 0).then(pl.col("seu_inc") / pl.col("coverage"))
-    trailing = rate.shift(1).rolling_median(t.seu_baseline_windows, min_samples=t.seu_baseline_min_windows)
-    baseline = pl.max_horizontal(trailing.over("rack_id"), pl.lit(t.seu_baseline_floor))
-    ratio = pl.when(trailing.over("rack_id").is_not_null()).then(rate / pl.col("seu_baseline"))
+    """``seu_recent`` (SEUs per observed minute over the recent windows), ``seu_baseline``, ``seu_ratio``.
+
+    Rates are per observed minute (``coverage`` minutes of frames), so gaps do not dilute them. Windows
+    are consecutive rows of a rack, oldest first (missing minutes are simply absent).
+    """
+    seu = pl.col("seu_inc").fill_null(0).cast(pl.Float64)
+    seen = pl.when(pl.col("seu_inc").is_not_null()).then(pl.col("coverage")).otherwise(0.0)
+    n = t.seu_recent_windows
+    recent = seu.rolling_sum(n, min_samples=1) / seen.rolling_sum(n, min_samples=1)
+    base_seu = seu.shift(n).rolling_sum(t.seu_baseline_windows, min_samples=t.seu_baseline_min_windows)
+    base_seen = seen.shift(n).rolling_sum(t.seu_baseline_windows, min_samples=t.seu_baseline_min_windows)
+    trailing = pl.when(base_seen > 0).then(base_seu / base_seen)
+    baseline = pl.max_horizontal(trailing, pl.lit(t.seu_baseline_floor))
     return (
         racks.sort("rack_id", "window_start")
-        .with_columns(baseline.alias("seu_baseline"))
-        .with_columns(ratio.alias("seu_ratio"))
+        .with_columns(
+            recent.over("rack_id").alias("seu_recent"),
+            trailing.over("rack_id").alias("_trailing"),
+            baseline.over("rack_id").alias("seu_baseline"),
+        )
+        .with_columns(
+            pl.when(pl.col("_trailing").is_not_null() & (pl.col("coverage") > 0))
+            .then(pl.col("seu_recent") / pl.col("seu_baseline"))
+            .alias("seu_ratio")
+        )
+        .drop("_trailing")
     )
+
+
+def gpu_part(nodes: pl.DataFrame) -> pl.DataFrame:
+    """Per rack window, the worst of its nodes: ``rack_id, window_start, state, reasons`` (prefixed)."""
+    validate(nodes, ["rack_id", "node", "window_start", *HEALTH_COLUMNS], "node health")
+    return worst_of(nodes, ["rack_id", "window_start"], pl.format("node {}: ", "node"))
 
 
 def rack_health(
@@ -276,9 +307,16 @@ def rack_health(
     can be learnt); ``nodes`` is ``node_health``'s output. A window without frames is unknown while no
     contact is expected (predicted loss of signal), degraded when frames should have arrived (stale).
     """
+    return rack_health_from_parts(rack_window, gpu_part(nodes), thresholds)
+
+
+def rack_health_from_parts(
+    rack_window: pl.DataFrame, gpus: pl.DataFrame, thresholds: HealthThresholds | None = None
+) -> pl.DataFrame:
+    """``rack_health`` with the nodes already folded by ``gpu_part`` (as the daemon stores them)."""
     t = thresholds or HealthThresholds()
     validate(rack_window, RACK_WINDOW_COLUMNS, "rack windows")
-    validate(nodes, ["rack_id", "node", "window_start", *HEALTH_COLUMNS], "node health")
+    validate(gpus, ["rack_id", "window_start", *HEALTH_COLUMNS], "GPU part of rack health")
     _, stale = _silence_rule(t)
     has_data = pl.col("coverage") > 0
     rules = [(pl.when(has_data).then(lvl), pl.when(has_data).then(why)) for lvl, why in rack_rules(t)]
@@ -286,8 +324,71 @@ def rack_health(
     no_data = pl.when(~pl.col("in_contact_expected").fill_null(value=False)).then(los).otherwise(pl.lit("no frames"))
     own = judge(_with_seu_baseline(rack_window, t), [*rules, stale], has_data | (stale[0] == 1), no_data)
     own = own.select("rack_id", "window_start", *HEALTH_COLUMNS, pl.lit("").alias("prefix"))
-    children = nodes.select("rack_id", "window_start", *HEALTH_COLUMNS, pl.format("node {}: ", "node").alias("prefix"))
+    children = gpus.select("rack_id", "window_start", *HEALTH_COLUMNS, pl.lit("").alias("prefix"))
     return worst_of(pl.concat([own, children]), ["rack_id", "window_start"], pl.col("prefix"))
+
+
+def event_time_link() -> list[pl.Expr]:
+    """Link columns for judging windows as history (event time): silence is not judged there."""
+    utc = pl.Datetime("us", "UTC")
+    return [
+        pl.lit(None, utc).alias("as_of"),
+        pl.lit(None, utc).alias("last_frame_at"),
+        pl.lit(value=False).alias("in_contact_expected"),
+        pl.lit(None, pl.Float64).alias("expected_frame_interval_s"),
+        pl.lit(None, utc).alias("predicted_next_contact"),
+    ]
+
+
+NOW_COLUMNS = [
+    "rack_id", "as_of", "state", "reasons", "last_known_state", "last_window_start", "last_frame_at",
+    "in_contact_expected", "predicted_next_contact",
+]  # fmt: skip
+
+
+def judge_now(latest: pl.DataFrame, contact: pl.DataFrame, thresholds: HealthThresholds | None = None) -> pl.DataFrame:
+    """What the ground knows at ``contact``'s ``as_of``, from each rack's latest judged window.
+
+    ``latest``: ``rack_id, window_start, state, reasons`` (the newest window of each rack in event time);
+    ``contact``: ``processing.passes.contact_at`` or ``expected_contact`` at the moment judged. Returns
+    ``NOW_COLUMNS``, one row per rack in both. Silent past the staleness limit while contact is expected:
+    at least ``degraded`` with a ``stale`` reason. Silent during a predicted loss of signal: ``unknown``,
+    never worse, with the last known state kept in ``last_known_state`` and its reasons prefixed
+    ``"last known: "``, so a critical GPU is not lost while the rack is out of sight.
+    """
+    t = thresholds or HealthThresholds()
+    validate(latest, ["rack_id", "window_start", *HEALTH_COLUMNS], "latest rack windows")
+    link = ["as_of", "in_contact_expected", "expected_frame_interval_s", "predicted_next_contact", "last_frame_at"]
+    validate(contact, ["rack_id", *link], "expected contact")
+    silent, (stale_level, stale_reason) = _silence_rule(t)
+    expected = pl.col("in_contact_expected").fill_null(value=False)
+    los = ~expected & silent
+    los_reason = pl.format(
+        "predicted loss of signal since {}, next contact ~{}", "last_frame_at", "predicted_next_contact"
+    )
+    known = pl.col("reasons").list.eval(pl.lit("last known: ") + pl.element())
+    worse_for_stale = pl.col("state").is_in(["ok", "unknown"]) & (stale_level == 1)
+    return (
+        latest.select("rack_id", "window_start", *HEALTH_COLUMNS)
+        .join(contact.select("rack_id", *link), on="rack_id")
+        .with_columns(pl.col("state").alias("last_known_state"), pl.col("window_start").alias("last_window_start"))
+        .with_columns(
+            pl.when(los)
+            .then(pl.lit("unknown"))
+            .when(worse_for_stale)
+            .then(pl.lit("degraded"))
+            .otherwise(pl.col("state"))
+            .alias("state"),
+            pl.when(los)
+            .then(pl.concat_list(los_reason, known))
+            .when(stale_level == 1)
+            .then(pl.concat_list(stale_reason, pl.col("reasons")))
+            .otherwise(pl.col("reasons"))
+            .alias("reasons"),
+        )
+        .select(NOW_COLUMNS)
+        .sort("rack_id")
+    )
 
 
 def fleet_health_now(
@@ -296,48 +397,11 @@ def fleet_health_now(
     contact: pl.DataFrame,
     thresholds: HealthThresholds | None = None,
 ) -> pl.DataFrame:
-    """What the ground knows at ``contact``'s ``as_of``: one row per rack with windows.
-
-    ``contact`` is ``expected_contact(history, now)``; ``rack_windows`` need not carry its columns. Returns
-    ``rack_id, as_of, state, reasons, last_known_state, last_window_start, in_contact_expected,
-    predicted_next_contact``. A rack silent during a predicted loss of signal is ``unknown``; its last
-    known state and reasons are kept (reasons prefixed ``"last known: "``), so a critical GPU is not lost.
-    """
+    """``judge_now`` from full window tables: one row per rack with windows (see ``judge_now``)."""
     t = thresholds or HealthThresholds()
-    link = ["as_of", "in_contact_expected", "expected_frame_interval_s", "predicted_next_contact"]
-    validate(contact, ["rack_id", "last_frame_at", *link], "expected contact")
-    last_frame = pl.max_horizontal(pl.col("last_frame_at").max().over("rack_id"), pl.col("contact_last_frame_at"))
-    windows = (
-        rack_windows.drop(link, strict=False)
-        .join(contact.select("rack_id", *link, pl.col("last_frame_at").alias("contact_last_frame_at")), on="rack_id")
-        .with_columns(last_frame.alias("last_frame_at"))
-    )
+    link = ["as_of", "in_contact_expected", "expected_frame_interval_s", "predicted_next_contact", "last_frame_at"]
+    validate(contact, ["rack_id", *link], "expected contact")
+    windows = rack_windows.drop(link, strict=False).with_columns(event_time_link())
     racks = rack_health(windows, node_health(gpu_health(gpu_windows, t)), t)
     latest = racks.sort("window_start").group_by("rack_id").last()
-    silent, _ = _silence_rule(t)
-    los = ~pl.col("in_contact_expected").fill_null(value=False) & silent
-    los_reason = pl.format(
-        "predicted loss of signal since {}, next contact ~{}", "last_frame_at", "predicted_next_contact"
-    )
-    known = pl.col("reasons").list.eval(pl.lit("last known: ") + pl.element())
-    return (
-        latest.join(
-            windows.group_by("rack_id").agg(pl.col("last_frame_at").max(), *[pl.col(c).first() for c in link]),
-            on="rack_id",
-        )
-        .with_columns(pl.col("state").alias("last_known_state"), pl.col("window_start").alias("last_window_start"))
-        .with_columns(
-            pl.when(los).then(pl.lit("unknown")).otherwise(pl.col("state")).alias("state"),
-            pl.when(los).then(pl.concat_list(los_reason, known)).otherwise(pl.col("reasons")).alias("reasons"),
-        )
-        .select(
-            "rack_id",
-            "as_of",
-            *HEALTH_COLUMNS,
-            "last_known_state",
-            "last_window_start",
-            "in_contact_expected",
-            "predicted_next_contact",
-        )
-        .sort("rack_id")
-    )
+    return judge_now(latest, contact, t)

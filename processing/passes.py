@@ -46,45 +46,121 @@ CONTACT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+LINK_SCHEMA: dict[str, pl.DataType] = {
+    "rack_id": pl.String(),
+    "last_frame_at": pl.Datetime("us", "UTC"),
+    "last_sampled_at": pl.Datetime("us", "UTC"),
+    "last_live_at": pl.Datetime("us", "UTC"),
+    "pass_starts": pl.List(pl.Datetime("us", "UTC")),
+    "passes_seen": pl.UInt32(),
+    "expected_frame_interval_s": pl.Float64(),
+}
+KEEP_PASSES = 8
+
+
 def _seconds(expr: pl.Expr) -> pl.Expr:
     return expr.dt.total_microseconds().cast(pl.Float64) / 1e6
 
 
-def _passes(live: pl.DataFrame, pass_break_s: float) -> pl.DataFrame:
-    """Live frames numbered by pass: ``rack_id, received_at, pass_no, since_prev_s``."""
-    since_prev = _seconds(pl.col("received_at").diff().over("rack_id"))
-    return (
-        live.sort("rack_id", "received_at")
-        .with_columns(since_prev.alias("since_prev_s"))
-        .with_columns(
-            (pl.col("since_prev_s").is_null() | (pl.col("since_prev_s") > pass_break_s))
-            .cum_sum()
-            .over("rack_id")
-            .alias("pass_no")
-        )
+def empty_link_state() -> pl.DataFrame:
+    """The link state of a ground segment that has seen nothing."""
+    return pl.DataFrame(schema=LINK_SCHEMA)
+
+
+def update_link_state(
+    state: pl.DataFrame, frames: pl.DataFrame, *, pass_break_s: float = 120.0, keep: int | None = KEEP_PASSES
+) -> pl.DataFrame:
+    """Fold newly received frames into the per-rack link state (steps 1 and 4 of the method above).
+
+    ``state`` has ``LINK_SCHEMA`` (start from ``empty_link_state()``); ``frames`` need ``rack_id,
+    received_at, stored, sampled_at``. Per rack it keeps the starts of the last ``keep`` passes (all when
+    None), so the state stays small however long the history; ``passes_seen`` counts every pass. Frames of
+    one rack must arrive in ``received_at`` order across calls (one rack is one Kafka partition).
+    """
+    missing = sorted(set(HISTORY_COLUMNS) - set(frames.columns))
+    if missing:
+        raise FrameShapeError(f"frames lack columns {missing}")
+    seen = frames.group_by("rack_id").agg(
+        pl.col("received_at").max().alias("last_frame_at"), pl.col("sampled_at").max().alias("last_sampled_at")
     )
-
-
-def _pass_pattern(live: pl.DataFrame, pass_break_s: float, orbit_period_s: float) -> pl.DataFrame:
-    """Per rack: last live frame, last pass start, passes seen, pass interval, live frame interval."""
-    numbered = _passes(live, pass_break_s)
-    starts = numbered.group_by("rack_id", "pass_no").agg(pl.col("received_at").min().alias("start"))
-    intervals = (
-        starts.sort("rack_id", "start")
-        .with_columns(_seconds(pl.col("start").diff().over("rack_id")).alias("interval_s"))
+    earlier_live = state.select("rack_id", pl.col("last_live_at").alias("received_at")).drop_nulls()
+    live = frames.filter(~pl.col("stored")).select("rack_id", "received_at")
+    numbered = _passes(
+        pl.concat([earlier_live.with_columns(pl.lit(value=True).alias("old")), live.with_columns(old=False)]),
+        pass_break_s,
+    )
+    new_passes = numbered.filter(
+        ~pl.col("old") & (pl.col("since_prev_s").is_null() | (pl.col("since_prev_s") > pass_break_s))
+    )
+    within = pl.col("since_prev_s").filter(~pl.col("old") & (pl.col("since_prev_s") <= pass_break_s))
+    batch = seen.join(
+        new_passes.group_by("rack_id").agg(pl.col("received_at").sort().alias("new_starts")), on="rack_id", how="left"
+    ).join(
+        numbered.filter(~pl.col("old"))
         .group_by("rack_id")
-        .agg(
-            pl.col("start").max().alias("last_pass_start"),
-            pl.len().cast(pl.UInt32).alias("passes_seen"),
-            pl.col("interval_s").median().fill_null(orbit_period_s).alias("pass_interval_s"),
+        .agg(pl.col("received_at").max().alias("batch_live_at"), within.median().alias("batch_interval_s")),
+        on="rack_id",
+        how="left",
+    )
+    merged = state.join(batch, on="rack_id", how="full", coalesce=True, suffix="_new")
+    starts = pl.concat_list(
+        pl.col("pass_starts").fill_null(pl.lit([], LINK_SCHEMA["pass_starts"])),
+        pl.col("new_starts").fill_null(pl.lit([], LINK_SCHEMA["pass_starts"])),
+    )
+    return (
+        merged.with_columns(
+            pl.max_horizontal("last_frame_at", "last_frame_at_new").alias("last_frame_at"),
+            pl.max_horizontal("last_sampled_at", "last_sampled_at_new").alias("last_sampled_at"),
+            pl.max_horizontal("last_live_at", "batch_live_at").alias("last_live_at"),
+            (starts.list.tail(keep) if keep is not None else starts).alias("pass_starts"),
+            (pl.col("passes_seen").fill_null(0) + pl.col("new_starts").list.len().fill_null(0)).alias("passes_seen"),
+            pl.coalesce("batch_interval_s", "expected_frame_interval_s", pl.lit(1.0)).alias(
+                "expected_frame_interval_s"
+            ),
         )
+        .select(list(LINK_SCHEMA))
+        .cast(LINK_SCHEMA)  # type: ignore[arg-type]
+        .sort("rack_id")
     )
-    within = pl.col("since_prev_s").filter(pl.col("since_prev_s") <= pass_break_s)
-    rates = numbered.group_by("rack_id").agg(
-        pl.col("received_at").max().alias("last_live_at"),
-        within.median().fill_null(1.0).alias("expected_frame_interval_s"),
+
+
+def contact_at(
+    link_state: pl.DataFrame,
+    now: datetime,
+    orbit_period_s: float = 5760,
+    *,
+    pass_break_s: float = 120.0,
+    tolerance_s: float = 300.0,
+) -> pl.DataFrame:
+    """Per rack in ``link_state``, whether frames should be arriving at ``now`` (steps 2 and 3 above).
+
+    Returns ``CONTACT_SCHEMA``'s columns. ``now`` should not be earlier than the frames folded into the
+    state; use ``expected_contact`` to ask about an earlier moment of a full history.
+    """
+    starts = pl.col("pass_starts")
+    intervals = starts.list.eval(_seconds(pl.element().diff()).drop_nulls())
+    next_contact = pl.col("last_pass_start") + pl.duration(seconds=pl.col("pass_interval_s"))
+    now_lit = pl.lit(now).dt.convert_time_zone("UTC")
+    in_pass = _seconds(now_lit - pl.col("last_live_at")) <= pass_break_s
+    overdue = _seconds(now_lit - pl.col("predicted_next_contact")) >= tolerance_s
+    return (
+        link_state.with_columns(
+            now_lit.alias("as_of"),
+            starts.list.max().alias("last_pass_start"),
+            intervals.list.median().fill_null(orbit_period_s).alias("pass_interval_s"),
+        )
+        .with_columns(next_contact.alias("predicted_next_contact"))
+        .with_columns((in_pass | overdue).fill_null(value=False).alias("in_contact_expected"))
+        .select(list(CONTACT_SCHEMA))
+        .cast(CONTACT_SCHEMA)  # type: ignore[arg-type]
+        .sort("rack_id")
     )
-    return intervals.join(rates, on="rack_id")
+
+
+def _passes(live: pl.DataFrame, pass_break_s: float) -> pl.DataFrame:
+    """Live frames with the seconds since the rack's previous live frame, sorted by rack and time."""
+    since_prev = _seconds(pl.col("received_at").diff().over("rack_id"))
+    return live.sort("rack_id", "received_at").with_columns(since_prev.alias("since_prev_s"))
 
 
 def expected_contact(
@@ -98,30 +174,12 @@ def expected_contact(
     """Per rack, whether frames should be arriving at ``now``, learnt from its earlier passes.
 
     ``rack_history`` needs ``rack_id, received_at`` (Kafka timestamp), ``stored`` and ``sampled_at``; rows
-    received after ``now`` are ignored. Returns ``CONTACT_SCHEMA``'s columns, one row per rack seen.
+    received after ``now`` are ignored, so this answers for any past moment. Returns ``CONTACT_SCHEMA``'s
+    columns, one row per rack seen. The daemon keeps the same state incrementally (``update_link_state``).
     """
     missing = sorted(set(HISTORY_COLUMNS) - set(rack_history.columns))
     if missing:
         raise FrameShapeError(f"rack history lacks columns {missing}")
     known = rack_history.select(HISTORY_COLUMNS).filter(pl.col("received_at") <= now)
-    seen = known.group_by("rack_id").agg(
-        pl.col("received_at").max().alias("last_frame_at"),
-        pl.col("sampled_at").max().alias("last_sampled_at"),
-    )
-    pattern = _pass_pattern(known.filter(~pl.col("stored")), pass_break_s, orbit_period_s)
-    next_contact = pl.col("last_pass_start") + pl.duration(seconds=pl.col("pass_interval_s"))
-    now_lit = pl.lit(now).dt.convert_time_zone("UTC")
-    in_pass = _seconds(now_lit - pl.col("last_live_at")) <= pass_break_s
-    overdue = _seconds(now_lit - pl.col("predicted_next_contact")) >= tolerance_s
-    return (
-        seen.join(pattern, on="rack_id", how="left")
-        .with_columns(
-            now_lit.alias("as_of"),
-            next_contact.alias("predicted_next_contact"),
-            pl.col("passes_seen").fill_null(0),
-        )
-        .with_columns((in_pass | overdue).fill_null(value=False).alias("in_contact_expected"))
-        .select(list(CONTACT_SCHEMA))
-        .cast(CONTACT_SCHEMA)  # type: ignore[arg-type]
-        .sort("rack_id")
-    )
+    state = update_link_state(empty_link_state(), known, pass_break_s=pass_break_s, keep=None)
+    return contact_at(state, now, orbit_period_s, pass_break_s=pass_break_s, tolerance_s=tolerance_s)

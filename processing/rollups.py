@@ -33,6 +33,8 @@ GPU_METRICS = {
     "mem_used": "mem_used_mib",
 }
 GPU_INCREMENTS = {"ecc_sbe_inc": "ecc_sbe_inc", "ecc_dbe_inc": "ecc_dbe_inc", "nvlink_inc": "nvlink_errors_inc"}
+GPU_COUNTERS = ["ecc_sbe", "ecc_dbe", "nvlink_errors"]
+RACK_COUNTERS = ["seu_count"]
 # DCGM clock event reason bits; each sample stands for one second.
 THROTTLE_REASONS = {"hw_slowdown": 0x08, "sw_thermal": 0x20, "hw_thermal": 0x40, "power_brake": 0x80}
 RACK_READINGS = ["bus_w", "battery_soc", "radiator_c", "coolant_inlet_c", "coolant_outlet_c"]
@@ -90,19 +92,39 @@ def _gpu_aggregations() -> list[pl.Expr]:
     ]
     stats.append(pl.col("row_remap_pending").any().alias("row_remap_pending"))
     stats.append(pl.col("tenant").is_not_null().sum().cast(pl.Int64).alias("busy_s"))
-    return stats
+    stats.append(pl.col("xid").drop_nulls().unique().sort().alias("xids"))
+    return stats + last_readings(GPU_COUNTERS)
+
+
+def last_readings(counters: list[str]) -> list[pl.Expr]:
+    """The window's last ``(boot_epoch, frame_seq)`` and each counter's last reading in that epoch.
+
+    This is the state the next windows' increments start from (``processing.counters`` lookback rows).
+    Rows must be sorted by ``boot_epoch, frame_seq`` within each entity, as ``counter_increments`` leaves
+    them.
+    """
+    last_epoch = pl.col("boot_epoch").last()
+    in_last_epoch = pl.col("boot_epoch") == last_epoch
+    return [
+        last_epoch.alias("last_epoch"),
+        pl.col("frame_seq").last().alias("last_seq"),
+        *(pl.col(c).filter(in_last_epoch).drop_nulls().last().alias(f"{c}_last") for c in counters),
+    ]
 
 
 def gpu_rollups(samples_with_incs: pl.DataFrame, every: str = "1m") -> pl.DataFrame:
     """Per GPU and window: readings' mean/max, counter increments, XIDs, throttled seconds, busy seconds.
 
-    Input: ``gpu_samples`` rows plus ``ecc_sbe_inc``, ``ecc_dbe_inc``, ``nvlink_errors_inc``.
+    Input: ``gpu_samples`` rows plus ``ecc_sbe_inc``, ``ecc_dbe_inc``, ``nvlink_errors_inc``, sorted by
+    ``boot_epoch, frame_seq`` within each GPU (``counter_increments`` leaves them so).
     Output, keyed ``(rack_id, node, gpu, window_start)``: ``samples``, ``expected_s``, ``coverage``,
     ``<metric>_mean``, ``<metric>_max``, ``<metric>_readings`` for util, power, temp, hbm_temp, mem_used,
     ``util_mean_covered``, ``ecc_sbe_inc``, ``ecc_dbe_inc``, ``nvlink_inc``, ``xid_count``,
-    ``throttled_s_<reason>``, ``row_remap_pending`` (any sample), ``busy_s`` (samples with a tenant).
+    ``throttled_s_<reason>``, ``row_remap_pending`` (any sample), ``busy_s`` (samples with a tenant),
+    ``xids`` (distinct XIDs, sorted), and the lookback state ``last_epoch``, ``last_seq``,
+    ``ecc_sbe_last``, ``ecc_dbe_last``, ``nvlink_errors_last`` (see ``last_readings``).
     """
-    needed = [*GPU_KEY, "sampled_at", *GPU_METRICS.values(), *GPU_INCREMENTS.values()]
+    needed = [*GPU_KEY, "sampled_at", "boot_epoch", "frame_seq", *GPU_METRICS.values(), *GPU_INCREMENTS.values()]
     _require(samples_with_incs, [*needed, "xid", "throttle_reasons", "row_remap_pending", "tenant"], "GPU samples")
     rollup = samples_with_incs.group_by([*GPU_KEY, _window(every)]).agg(_gpu_aggregations())
     return _with_coverage(rollup, every, "samples").sort([*GPU_KEY, "window_start"])
@@ -136,8 +158,11 @@ def _rack_frame_part(rack_frames_with_incs: pl.DataFrame, every: str) -> pl.Data
     for column in RACK_READINGS:
         value = pl.col(column).cast(pl.Float64)
         stats += [value.mean().alias(f"{column}_mean"), value.max().alias(f"{column}_max")]
+    stats.append(pl.col("battery_soc").cast(pl.Float64).min().alias("battery_soc_min"))
     stats.append(pl.col("in_eclipse").cast(pl.Float64).mean().alias("in_eclipse_fraction"))
-    return rack_frames_with_incs.group_by([*RACK_KEY, _window(every)]).agg(stats)
+    if "received_at" in rack_frames_with_incs.columns:
+        stats.append(pl.col("received_at").max().alias("last_frame_at"))
+    return rack_frames_with_incs.group_by([*RACK_KEY, _window(every)]).agg(stats + last_readings(RACK_COUNTERS))
 
 
 def rack_rollups(gpu_rollups_1m: pl.DataFrame, rack_frames_with_incs: pl.DataFrame, every: str) -> pl.DataFrame:
@@ -148,11 +173,13 @@ def rack_rollups(gpu_rollups_1m: pl.DataFrame, rack_frames_with_incs: pl.DataFra
     the rack's readings), ``<metric>_max``, ``<metric>_readings``, ``util_mean_covered``, the sums of
     ``ecc_sbe_inc``, ``ecc_dbe_inc``, ``nvlink_inc``, ``xid_count``, ``throttled_s_<reason>``, ``busy_s``
     (GPU-seconds), ``row_remap_pending_gpus``, ``seu_inc`` (from ``seu_count_inc``), ``<reading>_mean``
-    and ``<reading>_max`` of bus_w, battery_soc, radiator_c, coolant_inlet_c, coolant_outlet_c, and
-    ``in_eclipse_fraction`` (of frames present).
+    and ``<reading>_max`` of bus_w, battery_soc, radiator_c, coolant_inlet_c, coolant_outlet_c,
+    ``battery_soc_min``, ``in_eclipse_fraction`` (of frames present), ``last_frame_at`` (latest
+    ``received_at``, when the frames carry it) and the lookback state ``last_epoch``, ``last_seq``,
+    ``seu_count_last``. Rack frames must be sorted by ``boot_epoch, frame_seq`` within each rack.
     """
     _require(gpu_rollups_1m, [*GPU_KEY, "window_start", "row_remap_pending", *_GPU_SUMS], "GPU rollups")
-    rack_columns = [*RACK_KEY, "sampled_at", "seu_count_inc", "in_eclipse", *RACK_READINGS]
+    rack_columns = [*RACK_KEY, "sampled_at", "boot_epoch", "frame_seq", "seu_count_inc", "in_eclipse", *RACK_READINGS]
     _require(rack_frames_with_incs, rack_columns, "rack frames")
     gpu_part = _rack_gpu_part(gpu_rollups_1m, every)
     frame_part = _rack_frame_part(rack_frames_with_incs, every)

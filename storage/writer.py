@@ -9,12 +9,13 @@ last committed batch ended.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
 import polars as pl
 
+from storage.derived import DerivedTables, DerivedUpdate
 from storage.errors import StorageError
 
 _FRAME_KEY = ["rack_id", "boot_epoch", "frame_seq"]
@@ -48,13 +49,19 @@ class StoredBatch:
     samples_stored: int
     duplicates_dropped: int
     dead_letters: int
+    derived: DerivedUpdate | None = None
 
 
 class HistoryWriter:
     """Writes batches to an open DuckDB connection that this process owns."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, derived: DerivedTables | None = None) -> None:
         self._con = con
+        self.derived = derived
+        self._stream_time: datetime | None = None
+        if derived is not None:  # resume the ground's clock where the last run left it
+            row = con.execute("SELECT max(as_of) FROM rack_health_now").fetchone()
+            self._stream_time = row[0] if row else None
         self._rack_columns = _columns(con, "rack_frames")
         self._gpu_columns = _columns(con, "gpu_samples")
         self._dead_columns = _columns(con, "dead_letters")
@@ -81,13 +88,46 @@ class HistoryWriter:
             offered = _count_by_partition(batch.rack_rows)
             dead_by_partition = _count_by_partition(dead)
             self._advance_offsets(batch, stored, offered, dead_by_partition, now)
+            derived = self._derive(batch.rack_rows, new_keys, now)
             con.execute("COMMIT")
         except (duckdb.Error, pl.exceptions.PolarsError) as exc:
             con.execute("ROLLBACK")
             raise StorageError(f"batch write failed and was rolled back: {exc}") from exc
         duplicates = sum(p.duplicates_in_batch for p in batch.progress.values())
         duplicates += batch.rack_rows.height - new_keys.height
-        return StoredBatch(new_keys.height, samples, duplicates, dead.height)
+        return StoredBatch(new_keys.height, samples, duplicates, dead.height, derived)
+
+    def _derive(self, rack_rows: pl.DataFrame, new_keys: pl.DataFrame, now: datetime) -> DerivedUpdate | None:
+        """Update the derived tables for the newly stored frames, in the open transaction."""
+        if self.derived is None:
+            return None
+        new_frames = (
+            rack_rows if new_keys.height == rack_rows.height else rack_rows.join(new_keys, on=_FRAME_KEY, how="semi")
+        )
+        if not rack_rows.is_empty():
+            newest = rack_rows["received_at"].max()
+            if isinstance(newest, datetime) and (self._stream_time is None or newest > self._stream_time):
+                self._stream_time = newest
+        return self.derived.update(new_frames, self._stream_time, now)
+
+    def refresh_now(self, advanced_by: float) -> int:
+        """Re-judge ``fleet_health_now`` at the ground's clock advanced by ``advanced_by`` idle seconds.
+
+        The ground's clock is the newest Kafka timestamp stored, so a backlog is judged as of its own time
+        and a live stream as of (almost) now. Returns the racks whose state changed; call only while no
+        batch write is in flight.
+        """
+        if self.derived is None or self._stream_time is None:
+            return 0
+        now = datetime.now(UTC)
+        try:
+            self._con.execute("BEGIN TRANSACTION")
+            changed = self.derived.refresh_now(self._stream_time + timedelta(seconds=advanced_by), now)
+            self._con.execute("COMMIT")
+        except (duckdb.Error, pl.exceptions.PolarsError) as exc:
+            self._con.execute("ROLLBACK")
+            raise StorageError(f"health refresh failed and was rolled back: {exc}") from exc
+        return changed
 
     def _insert(self, table: str, columns: list[str], rows: pl.DataFrame, returning: str = "") -> list[Any]:
         """INSERT the frame's rows (Arrow scan); with ``returning``, skip key conflicts and return inserted rows."""

@@ -32,8 +32,8 @@ def gpus(*rows: dict[str, Any]) -> pl.DataFrame:
 
 def rack_row(**overrides: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "rack_id": "r", "window_start": T, "coverage": 1.0, "seu_inc": 2, "radiator_c_max": 30.0,
-        "coolant_outlet_c_max": 40.0, "battery_soc_min": 0.8, "in_eclipse_fraction": 0.0,
+        "rack_id": "r", "window_start": T, "coverage": 1.0, "seu_inc": 2, "radiator_c_max": 10.0,
+        "coolant_outlet_c_max": 30.0, "battery_soc_min": 0.8, "in_eclipse_fraction": 0.0,
         "last_frame_at": T + timedelta(seconds=59), "as_of": T + timedelta(seconds=60),
         "in_contact_expected": True, "expected_frame_interval_s": 1.0, "predicted_next_contact": NEXT,
     }  # fmt: skip
@@ -63,7 +63,8 @@ NO_NODES = node_health(gpu_health(gpus(gpu_row())).clear())
         ({"throttled_s_sw_thermal": 60.0}, "ok", "sw thermal (noted)"),
         ({"ecc_dbe_inc": 1}, "critical", "ecc double-bit errors +1"),
         ({"row_remap_pending": True}, "critical", "hbm row remap pending"),
-        ({"ecc_sbe_inc": 1}, "degraded", "ecc single-bit rate 60.0/h > 10/h"),
+        ({"ecc_sbe_inc": 10}, "degraded", "ecc single-bit rate 600.0/h > 10/h"),
+        ({"ecc_sbe_inc": 9}, "ok", None),  # fewer than ecc_sbe_min_errors: background, not a rising rate
         ({"samples": 3600, "ecc_sbe_inc": 10}, "ok", None),
         ({"xids": [48]}, "critical", "critical xid 48"),
         ({"xids": [64, 63]}, "critical", "critical xid 63, 64"),
@@ -107,9 +108,9 @@ def test_unknown_children_do_not_hide_known_ones() -> None:
 
 def test_rack_is_worst_of_its_nodes_and_own_rules() -> None:
     nodes = node_health(gpu_health(gpus(gpu_row(node=0), gpu_row(node=3, gpu=5, temp_max=84.0))))
-    [rack] = rack_health(racks(rack_row(radiator_c_max=61.0)), nodes).to_dicts()
+    [rack] = rack_health(racks(rack_row(radiator_c_max=31.0)), nodes).to_dicts()
     assert rack["state"] == "degraded"
-    assert rack["reasons"] == ["radiator 61.0 C > degraded 60 C", "node 3: gpu 5: gpu temp 84.0 C >= degraded 83 C"]
+    assert rack["reasons"] == ["radiator 31.0 C > degraded 30 C", "node 3: gpu 5: gpu temp 84.0 C >= degraded 83 C"]
     [worse] = rack_health(racks(rack_row()), node_health(gpu_health(gpus(gpu_row(xids=[79]))))).to_dicts()
     assert (worse["state"], worse["reasons"]) == ("critical", ["node 0: gpu 0: critical xid 79"])
 
@@ -118,9 +119,9 @@ def test_rack_is_worst_of_its_nodes_and_own_rules() -> None:
     ("overrides", "state", "reason"),
     [
         ({}, "ok", None),
-        ({"radiator_c_max": 76.0}, "critical", "radiator 76.0 C > critical 75 C"),
-        ({"coolant_outlet_c_max": 56.0}, "degraded", "coolant outlet 56.0 C > degraded 55 C"),
-        ({"coolant_outlet_c_max": 70.0}, "critical", "coolant outlet 70.0 C > critical 65 C"),
+        ({"radiator_c_max": 46.0}, "critical", "radiator 46.0 C > critical 45 C"),
+        ({"coolant_outlet_c_max": 41.0}, "degraded", "coolant outlet 41.0 C > degraded 40 C"),
+        ({"coolant_outlet_c_max": 51.0}, "critical", "coolant outlet 51.0 C > critical 50 C"),
         ({"battery_soc_min": 0.15, "in_eclipse_fraction": 0.5}, "degraded", "battery soc 0.15 in eclipse < degraded"),
         ({"battery_soc_min": 0.05, "in_eclipse_fraction": 1.0}, "critical", "battery soc 0.05 in eclipse < critical"),
         ({"battery_soc_min": 0.05, "in_eclipse_fraction": 0.0}, "ok", None),
@@ -134,14 +135,27 @@ def test_rack_rule(overrides: dict[str, Any], state: str, reason: str | None) ->
     assert (result["reasons"] == []) if reason is None else any(reason in r for r in result["reasons"])
 
 
-@pytest.mark.parametrize(("seu", "state"), [(10, "ok"), (25, "degraded"), (120, "critical")])
-def test_seu_rate_is_judged_against_the_racks_own_trailing_median(seu: int, state: str) -> None:
-    history = [rack_row(window_start=T + timedelta(minutes=i), seu_inc=2) for i in range(6)]
-    latest = rack_row(window_start=T + timedelta(minutes=6), seu_inc=seu)
+@pytest.mark.parametrize(
+    ("seu", "state", "ratio"), [(10, "ok", None), (200, "degraded", "20.9"), (600, "critical", "60.9")]
+)
+def test_seu_rate_is_judged_against_the_racks_own_norm(seu: int, state: str, ratio: str | None) -> None:
+    # 15 minutes at 1 SEU/min, then `seu` in the 16th. Recent rate: (9 x 1 + seu) / 10 minutes; the norm is
+    # the mean of the minutes before those 10 (minutes 0-5): 1.0/min. So the ratio is (9 + seu) / 10.
+    history = [rack_row(window_start=T + timedelta(minutes=i), seu_inc=1) for i in range(15)]
+    latest = rack_row(window_start=T + timedelta(minutes=15), seu_inc=seu)
     result = rack_health(racks(*history, latest), NO_NODES)
-    assert result["state"].to_list() == ["ok"] * 6 + [state]
-    if state != "ok":
-        assert "x the rack's trailing median 2.0" in result["reasons"][-1][0]
+    assert result["state"].to_list() == ["ok"] * 15 + [state]
+    if ratio is not None:
+        assert f"= {ratio}x the rack's norm 1.0/min" in result["reasons"][-1][0]
+
+
+def test_seu_rate_counts_observed_minutes_only() -> None:
+    # Half-covered minutes with 1 SEU each are 2 SEUs per observed minute, like full minutes with 2.
+    half = [rack_row(window_start=T + timedelta(minutes=i), seu_inc=1, coverage=0.5) for i in range(16)]
+    full = [rack_row(window_start=T + timedelta(minutes=i), seu_inc=2) for i in range(16)]
+    assert rack_health(racks(*half), NO_NODES)["state"].to_list() == ["ok"] * 16
+    assert rack_health(racks(*half[:-1], half[-1] | {"seu_inc": 200}), NO_NODES)["state"][-1] == "degraded"
+    assert rack_health(racks(*full), NO_NODES)["state"].to_list() == ["ok"] * 16
 
 
 def test_no_frames_during_predicted_loss_of_signal_is_unknown_not_critical() -> None:

@@ -225,7 +225,8 @@ def test_gpu_rollup_of_one_minute_by_hand() -> None:
         "ecc_sbe_inc": 5, "ecc_dbe_inc": 1, "nvlink_inc": 4, "xid_count": 1,
         "throttled_s_hw_slowdown": 2, "throttled_s_sw_thermal": 1,
         "throttled_s_hw_thermal": 1, "throttled_s_power_brake": 1,
-        "row_remap_pending": True, "busy_s": 2,
+        "row_remap_pending": True, "busy_s": 2, "xids": [79],
+        "last_epoch": 1, "last_seq": 2, "ecc_sbe_last": 5, "ecc_dbe_last": 1, "nvlink_errors_last": 4,
     }  # fmt: skip
     assert (second["window_start"], second["samples"], second["util_mean"]) == (at(60), 1, 90.0)
     assert (second["ecc_sbe_inc"], second["ecc_dbe_inc"], second["nvlink_inc"]) == (1, 0, 0)
@@ -470,7 +471,11 @@ def test_shuffled_samples_give_identical_rollups(history: Telemetry, seed: int) 
 def changed_windows(before: pl.DataFrame, after: pl.DataFrame) -> set[tuple[str, datetime]]:
     """``(rack_id, window_start)`` of the rollup rows that differ between two computations."""
     key = (before.columns.index("rack_id"), before.columns.index("window_start"))
-    return {(row[key[0]], row[key[1]]) for row in set(before.rows()) ^ set(after.rows())}
+
+    def hashable(frame: pl.DataFrame) -> set[tuple[Any, ...]]:
+        return {tuple(tuple(v) if isinstance(v, list) else v for v in row) for row in frame.rows()}
+
+    return {(row[key[0]], row[key[1]]) for row in hashable(before) ^ hashable(after)}
 
 
 def next_readable(
