@@ -108,7 +108,7 @@ class Daemon:
                         log.info("idle for %.0f s, stopping", exit_when_idle_s)
                         break
                     continue
-                idle_since = self._last_data = self._last_refresh = time.monotonic()
+                idle_since = self._last_data = time.monotonic()
                 consumed += result.messages
                 report.add(result.messages, result.stored)
                 if max_messages is not None and consumed >= max_messages:
@@ -119,12 +119,18 @@ class Daemon:
                 consumed += last.messages
                 report.add(last.messages, last.stored)
             report.flush()
+        self.refresh_health_now(force=True)  # the last batches' ground clock, judged before exiting
         return consumed
 
-    def refresh_health_now(self) -> None:
-        """While idle, re-judge ``fleet_health_now`` every ``processing.now_refresh_s`` (silence ages)."""
+    def refresh_health_now(self, *, force: bool = False) -> None:
+        """While idle, re-judge ``fleet_health_now``: at once after data, then every ``now_refresh_s``.
+
+        Batches judge "now" themselves, at most once a minute of the ground's clock; the first idle poll
+        after data brings it up to date, and later ones age the silence.
+        """
         now = time.monotonic()
-        if now - self._last_refresh < self.settings.processing.now_refresh_s:
+        fresh_data = self._last_data >= self._last_refresh
+        if not (force or fresh_data or now - self._last_refresh >= self.settings.processing.now_refresh_s):
             return
         self._last_refresh = now
         changed = self.writer.refresh_now(advanced_by=now - self._last_data)

@@ -102,8 +102,10 @@ class HealthThresholds:
     """State of charge below which a rack in eclipse is critical. Low charge in sunlight is not judged."""
     stale_factor: float = 3.0
     """While contact is expected, no frame for more than this many frame intervals is degraded (stale)."""
-    stale_min_s: float = 10.0
-    """Floor of the staleness limit, so consumer batching (seconds) is not read as a silent rack."""
+    stale_min_s: float = 120.0
+    """Floor of the staleness limit. Consumer batching is seconds, and the end of a ground pass is only
+    known once ``processing.pass_break_s`` (120 s) of silence has passed: a shorter limit flagged every
+    rack "stale" for the two minutes after each pass."""
 
 
 def validate(frame: pl.DataFrame, columns: dict[str, str] | list[str], what: str) -> None:
@@ -208,7 +210,11 @@ def gpu_health(gpu_window: pl.DataFrame, thresholds: HealthThresholds | None = N
 def worst_of(children: pl.DataFrame, keys: list[str], prefix: pl.Expr) -> pl.DataFrame:
     """Per ``keys``: the worst known child state (unknown if none is known), reasons prefixed by child."""
     rank = pl.col("state").replace_strict({n: r for r, n in enumerate(_LEVEL_NAMES)}, default=None)
-    ranked = children.with_columns(rank.alias("rank"), prefix.alias("prefix")).sort(*keys, "prefix")
+    ranked = children.with_columns(rank.alias("rank"), prefix.alias("prefix")).sort(
+        *keys,
+        "prefix",
+        maintain_order=True,  # stable: children with equal prefixes keep their input order
+    )
     states = ranked.group_by(keys, maintain_order=True).agg(pl.col("rank").max())
     reasons = (
         ranked.explode("reasons")

@@ -23,6 +23,7 @@ After the writer inserted a batch's new frames (duplicates already dropped by th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +38,8 @@ from processing.rollups import GPU_COUNTERS
 from processing.windows import WINDOW_KEY, compute_windows, judge_racks
 
 _MINUTE = timedelta(minutes=1)
+REFRESH_STREAM = timedelta(seconds=60)
+REFRESH_WALL_S = 5.0
 _UTC = pl.Datetime("us", "UTC")
 
 
@@ -47,6 +50,24 @@ class ContactModel:
     orbit_period_s: float = 5760.0
     pass_break_s: float = 120.0
     tolerance_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBefore:
+    """What ``before_insert`` found: the windows a batch touches and their rows already stored."""
+
+    touched: pl.DataFrame
+    late: pl.DataFrame
+    keys: pl.DataFrame
+    bounds: pl.DataFrame
+    samples: pl.DataFrame
+    frames: pl.DataFrame
+
+    @classmethod
+    def nothing(cls) -> StoredBefore:
+        """For an empty batch."""
+        empty = pl.DataFrame()
+        return cls(empty, empty, empty, empty, empty, empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +107,7 @@ class DerivedTables:
         self.thresholds = thresholds or HealthThresholds()
         self.contact = contact or ContactModel()
         self._columns = {t: _table_columns(con, t) for t in ("gpu_windows_1m", "rack_windows_1m", "tenant_minutes")}
+        self._last_refresh: tuple[datetime, float] | None = None
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -139,41 +161,87 @@ class DerivedTables:
 
     # -- the update ---------------------------------------------------------------------------------
 
-    def update(self, new_frames: pl.DataFrame, as_of: datetime | None, now: datetime) -> DerivedUpdate:
-        """Recompute what ``new_frames`` (rows just inserted into ``rack_frames``) change; see the module doc."""
+    def before_insert(self, offered: pl.DataFrame) -> StoredBefore:
+        """Before a batch's rows are inserted: the windows it touches and what is stored in them.
+
+        ``offered`` are the batch's frames (duplicates of stored frames included: their windows are
+        recomputed for nothing, which is harmless). Reading the windows' stored rows *before* inserting
+        means the batch's own rows need not be read back.
+        """
+        if offered.is_empty():
+            return StoredBefore.nothing()
+        keys = offered.select("rack_id", "boot_epoch").unique()
+        bounds = self._query(
+            "SELECT b.* FROM seq_bounds b SEMI JOIN k ON b.rack_id = k.rack_id AND b.boot_epoch = k.boot_epoch",
+            k=keys,
+        )
+        seen = self._query(
+            "SELECT l.rack_id, l.last_sampled_at FROM rack_link l SEMI JOIN k ON l.rack_id = k.rack_id", k=keys
+        )
+        late = self._late_windows(offered, seen)
+        touched = self._touched_windows(offered, late)
+        return StoredBefore(
+            touched=touched,
+            late=late,
+            keys=keys,
+            bounds=bounds,
+            samples=self._rows_of_windows("gpu_samples", touched),
+            frames=self._rows_of_windows("rack_frames", touched),
+        )
+
+    def after_insert(
+        self,
+        before: StoredBefore,
+        new_frames: pl.DataFrame,
+        new_samples: pl.DataFrame,
+        as_of: datetime | None,
+        now: datetime,
+    ) -> DerivedUpdate:
+        """Recompute what the newly stored rows change (see the module docstring), in the open transaction."""
         windows = rejudged = gaps_open = 0
         if not new_frames.is_empty():
-            keys = new_frames.select("rack_id", "boot_epoch").unique()
-            bounds = self._query(
-                "SELECT b.* FROM seq_bounds b SEMI JOIN k ON b.rack_id = k.rack_id AND b.boot_epoch = k.boot_epoch",
-                k=keys,
-            )
-            touched = self._touched_windows(new_frames, bounds)
-            windows = touched.height
-            rejudged = self._recompute(touched, now)
-            gaps_open = self._update_gaps(new_frames, keys, bounds, now)
+            samples = pl.concat([before.samples, new_samples.select(before.samples.columns)], how="vertical_relaxed")
+            frames = pl.concat([before.frames, new_frames.select(before.frames.columns)], how="vertical_relaxed")
+            windows = before.touched.height
+            rejudged = self._recompute(before.touched, samples, frames, now, late=not before.late.is_empty())
+            gaps_open = self._update_gaps(new_frames, before.keys, before.bounds, now)
             self._update_link(new_frames)
-        changes = self.refresh_now(as_of, now) if as_of is not None else 0
+        changes = 0
+        if as_of is not None and self._refresh_due(as_of):
+            changes = self.refresh_now(as_of, now)
         return DerivedUpdate(windows, rejudged, gaps_open, changes)
 
-    def _touched_windows(self, new_frames: pl.DataFrame, bounds: pl.DataFrame) -> pl.DataFrame:
-        minute = pl.col("sampled_at").dt.truncate("1m").alias("window_start")
-        own = new_frames.select("rack_id", minute).unique()
-        late = (
-            new_frames.join(bounds, on=["rack_id", "boot_epoch"], how="inner")
-            .filter(pl.col("frame_seq") < pl.col("max_seq"))
-            .select("rack_id", minute)
+    def _refresh_due(self, as_of: datetime) -> bool:
+        """Judge "now" every ``REFRESH_STREAM_S`` of the ground's clock, or ``REFRESH_WALL_S`` of wall time."""
+        wall = time.monotonic()
+        last = self._last_refresh
+        if last is not None and as_of - last[0] < REFRESH_STREAM and wall - last[1] < REFRESH_WALL_S:
+            return False
+        self._last_refresh = (as_of, wall)
+        return True
+
+    @staticmethod
+    def _late_windows(offered: pl.DataFrame, seen: pl.DataFrame) -> pl.DataFrame:
+        """Windows of frames sampled before the newest frame already stored for their rack."""
+        return (
+            offered.join(seen, on="rack_id", how="inner")
+            .filter(pl.col("sampled_at") <= pl.col("last_sampled_at"))
+            .select("rack_id", pl.col("sampled_at").dt.truncate("1m").alias("window_start"))
             .unique()
         )
+
+    def _touched_windows(self, offered: pl.DataFrame, late: pl.DataFrame) -> pl.DataFrame:
+        """The offered frames' windows, and for late ones the rack's next stored window (see the module doc)."""
+        own = offered.select("rack_id", pl.col("sampled_at").dt.truncate("1m").alias("window_start")).unique()
         if late.is_empty():
             return own.sort(WINDOW_KEY)
         following = self._next_stored_windows(late)
         return pl.concat([own, following.cast(own.schema)]).unique().sort(WINDOW_KEY)
 
-    def _recompute(self, touched: pl.DataFrame, now: datetime) -> int:
-        """Recompute ``touched`` windows and re-judge the later windows whose SEU norm they move."""
-        samples = self._rows_of_windows("gpu_samples", touched)
-        frames = self._rows_of_windows("rack_frames", touched)
+    def _recompute(
+        self, touched: pl.DataFrame, samples: pl.DataFrame, frames: pl.DataFrame, now: datetime, *, late: bool
+    ) -> int:
+        """Recompute ``touched`` windows from all their rows; re-judge later windows whose SEU norm moves."""
         state_columns = "last_epoch, last_seq, window_start, rack_id"
         gpu_state = self._windows_before(
             "gpu_windows_1m",
@@ -185,10 +253,11 @@ class DerivedTables:
             "rack_windows_1m", f"{state_columns}, seu_count_last", touched, HORIZON_MINUTES
         )
         tables = compute_windows(samples, frames, gpu_state, rack_state, self.thresholds)
-        span = self.thresholds.seu_baseline_windows
+        span = self.thresholds.seu_baseline_windows + self.thresholds.seu_recent_windows
         earlier = self._windows_before("rack_windows_1m", "rack_id, window_start, seu_inc, coverage", touched, span)
         racks = judge_racks(tables.rack, earlier, self.thresholds)
-        later = self._later_windows(touched, span)
+        # Only late frames leave stored windows after the recomputed ones (whose SEU norm may move).
+        later = self._later_windows(touched, span) if late else racks.clear()
         stamp = pl.lit(now).alias("computed_at")
         self._replace("gpu_windows_1m", touched, tables.gpu.with_columns(stamp))
         self._replace("rack_windows_1m", touched, racks.with_columns(stamp))
@@ -289,15 +358,18 @@ class DerivedTables:
         return changed.height
 
     def _latest_windows(self, previous: pl.DataFrame) -> pl.DataFrame:
-        """Each rack's newest window and its event-time state, from the newest windows known before."""
+        """Each rack's newest window and its event-time state.
+
+        Only windows at or after the oldest "newest window" judged before are read (plus every window of
+        racks not judged yet), so the scan follows the quietest rack's silence, not the history.
+        """
         since = previous["last_window_start"].min() if not previous.is_empty() else None
-        where = "WHERE window_start >= ?" if since is not None else ""
-        params: list[object] = [since] if since is not None else []
+        where = "WHERE window_start >= ? OR rack_id NOT IN (SELECT rack_id FROM rack_health_now)" if since else ""
         return self._query(
-            f"""SELECT rack_id, arg_max(window_start, window_start) AS window_start,
+            f"""SELECT rack_id, max(window_start) AS window_start,
                 arg_max(state, window_start) AS state, arg_max(reasons, window_start) AS reasons
             FROM rack_windows_1m {where} GROUP BY rack_id""",
-            params,
+            [since] if since is not None else None,
         )
 
 

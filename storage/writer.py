@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from storage.derived import DerivedTables, DerivedUpdate
+from storage.derived import DerivedTables, DerivedUpdate, StoredBefore
 from storage.errors import StorageError
 
 _FRAME_KEY = ["rack_id", "boot_epoch", "frame_seq"]
@@ -81,6 +81,7 @@ class HistoryWriter:
         con = self._con
         try:
             con.execute("BEGIN TRANSACTION")
+            before = self.derived.before_insert(batch.rack_rows) if self.derived is not None else None
             new_keys = self._insert_frames(batch.rack_rows, now)
             samples = self._insert_samples(batch.gpu_rows, batch.rack_rows.height, new_keys)
             dead = self._insert_dead_letters(batch.dead_letters, now)
@@ -88,7 +89,7 @@ class HistoryWriter:
             offered = _count_by_partition(batch.rack_rows)
             dead_by_partition = _count_by_partition(dead)
             self._advance_offsets(batch, stored, offered, dead_by_partition, now)
-            derived = self._derive(batch.rack_rows, new_keys, now)
+            derived = self._derive(before, batch, new_keys, now) if before is not None else None
             con.execute("COMMIT")
         except (duckdb.Error, pl.exceptions.PolarsError) as exc:
             con.execute("ROLLBACK")
@@ -97,18 +98,20 @@ class HistoryWriter:
         duplicates += batch.rack_rows.height - new_keys.height
         return StoredBatch(new_keys.height, samples, duplicates, dead.height, derived)
 
-    def _derive(self, rack_rows: pl.DataFrame, new_keys: pl.DataFrame, now: datetime) -> DerivedUpdate | None:
+    def _derive(
+        self, before: StoredBefore, batch: BatchToStore, new_keys: pl.DataFrame, now: datetime
+    ) -> DerivedUpdate:
         """Update the derived tables for the newly stored frames, in the open transaction."""
-        if self.derived is None:
-            return None
-        new_frames = (
-            rack_rows if new_keys.height == rack_rows.height else rack_rows.join(new_keys, on=_FRAME_KEY, how="semi")
-        )
-        if not rack_rows.is_empty():
-            newest = rack_rows["received_at"].max()
+        assert self.derived is not None
+        rack_rows, gpu_rows = batch.rack_rows, batch.gpu_rows
+        if new_keys.height != rack_rows.height:
+            rack_rows = rack_rows.join(new_keys, on=_FRAME_KEY, how="semi")
+            gpu_rows = gpu_rows.join(new_keys, on=_FRAME_KEY, how="semi")
+        if not batch.rack_rows.is_empty():
+            newest = batch.rack_rows["received_at"].max()
             if isinstance(newest, datetime) and (self._stream_time is None or newest > self._stream_time):
                 self._stream_time = newest
-        return self.derived.update(new_frames, self._stream_time, now)
+        return self.derived.after_insert(before, rack_rows, gpu_rows, self._stream_time, now)
 
     def refresh_now(self, advanced_by: float) -> int:
         """Re-judge ``fleet_health_now`` at the ground's clock advanced by ``advanced_by`` idle seconds.

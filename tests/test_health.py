@@ -7,10 +7,11 @@ from typing import Any
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from processing.errors import FrameShapeError
 from processing.health import fleet_health_now, gpu_health, node_health, rack_health
-from processing.passes import expected_contact
+from processing.passes import contact_at, empty_link_state, expected_contact, update_link_state
 
 T = datetime(2026, 3, 1, 12, tzinfo=UTC)
 NEXT = T + timedelta(minutes=80)
@@ -125,8 +126,9 @@ def test_rack_is_worst_of_its_nodes_and_own_rules() -> None:
         ({"battery_soc_min": 0.15, "in_eclipse_fraction": 0.5}, "degraded", "battery soc 0.15 in eclipse < degraded"),
         ({"battery_soc_min": 0.05, "in_eclipse_fraction": 1.0}, "critical", "battery soc 0.05 in eclipse < critical"),
         ({"battery_soc_min": 0.05, "in_eclipse_fraction": 0.0}, "ok", None),
-        ({"last_frame_at": T, "as_of": T + timedelta(seconds=30)}, "degraded", "stale: no frame for 30 s"),
-        ({"last_frame_at": T, "as_of": T + timedelta(seconds=30), "in_contact_expected": False}, "ok", None),
+        ({"last_frame_at": T, "as_of": T + timedelta(seconds=150)}, "degraded", "stale: no frame for 150 s"),
+        ({"last_frame_at": T, "as_of": T + timedelta(seconds=100)}, "ok", None),  # under the 120 s floor
+        ({"last_frame_at": T, "as_of": T + timedelta(seconds=150), "in_contact_expected": False}, "ok", None),
     ],
 )
 def test_rack_rule(overrides: dict[str, Any], state: str, reason: str | None) -> None:
@@ -206,3 +208,18 @@ def test_fleet_now_keeps_the_last_known_state_through_loss_of_signal() -> None:
     stale = fleet_health_now(cool, windows, expected_contact(history, T + timedelta(minutes=186))).row(0, named=True)
     assert stale["state"] == "degraded"
     assert stale["reasons"][0].startswith("stale: no frame for")
+
+
+def test_link_state_folded_batch_by_batch_equals_all_at_once() -> None:
+    history = live_history([T, T + timedelta(minutes=90), T + timedelta(minutes=185)], seconds=120)
+    history = history.with_columns(pl.col("received_at").alias("sampled_at"))
+    whole = update_link_state(empty_link_state(), history, keep=None)
+    state = empty_link_state()
+    for batch in history.iter_slices(97):  # batches that cut passes in the middle
+        state = update_link_state(state, batch, keep=None)
+    assert_frame_equal(state, whole)
+    assert whole["passes_seen"].to_list() == [3]
+    now = T + timedelta(minutes=230)
+    assert_frame_equal(contact_at(state, now), expected_contact(history, now))
+    kept = update_link_state(empty_link_state(), history, keep=2)
+    assert (kept["passes_seen"].item(), kept["pass_starts"].list.len().item()) == (3, 2)

@@ -516,3 +516,21 @@ def test_a_late_frame_changes_only_the_windows_it_touches(history: Telemetry, pi
     assert changed_windows(before[0], after[0]) <= allowed
     assert changed_windows(before[1], after[1]) <= allowed
     assert (late["rack_id"], late["sampled_at"].replace(second=0)) in changed_windows(before[1], after[1])
+
+
+def test_an_increment_across_a_hole_longer_than_the_horizon_is_unknown() -> None:
+    # seq 700 comes 700 s after seq 0: no reading within 10 minutes before it, and the epoch began more
+    # than 10 minutes earlier, so what the counter did in between is unknown (NULL), not 9 from boot.
+    frame = gpus(gpu_row(0, 0, ecc_sbe=2), gpu_row(700, 700, ecc_sbe=9), gpu_row(701, 701, ecc_sbe=10))
+    assert incs(frame) == [2, None, 1]
+
+
+def test_a_first_sample_within_the_horizon_of_boot_counts_from_zero() -> None:
+    # Frames 0-299 lost: seq 300 is 5 minutes after boot, so its reading is everything since boot.
+    assert incs(gpus(gpu_row(300, 300, ecc_sbe=4), gpu_row(301, 301, ecc_sbe=4))) == [4, 0]
+
+
+def test_a_lookback_row_older_than_the_horizon_is_not_used() -> None:
+    frame = gpus(gpu_row(100, 0, ecc_sbe=5), gpu_row(800, 11 * 60 + 40, ecc_sbe=7))
+    frame = frame.with_columns(lookback=pl.Series([True, False]))
+    assert counter_increments(frame, ["ecc_sbe"], GPU_KEYS)["ecc_sbe_inc"].to_list() == [None]

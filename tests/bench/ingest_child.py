@@ -1,4 +1,5 @@
-"""One measured run in a fresh process: `consume` (Kafka + decode only) or `daemon` (to committed rows).
+"""One measured run in a fresh process: `consume` (Kafka + decode only), `backbone` (the daemon storing raw
+rows only, ``processing.enabled = false``) or `daemon` (the full daemon: raw rows and derived tables).
 
 Reads the partitions of shard ``--shard`` of ``--shards`` until ``--messages`` are read, or, without it,
 until nothing arrived for 3 s. Prints one JSON line: samples, seconds (first to last data), the wall-clock
@@ -39,6 +40,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         },
         storage={"path": str(Path(tempfile.mkdtemp()) / "bench.duckdb")},
         daemon={"metrics_port": None, "liveness_file": None, "max_batch_messages": args.batch},
+        processing={"enabled": args.mode == "daemon"},
     )
 
 
@@ -91,7 +93,7 @@ def measure(step: Step, expected: int | None) -> dict[str, float]:
 def main() -> None:
     """Parse arguments, run, print the JSON line."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["consume", "daemon"])
+    parser.add_argument("mode", choices=["consume", "backbone", "daemon"])
     parser.add_argument("--servers", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--messages", type=int, default=None)

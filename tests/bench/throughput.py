@@ -1,5 +1,6 @@
-"""Sustained throughput of one daemon process from a Kafka backlog to committed DuckDB rows, against
-the ceiling of only consuming and decoding the same messages, measured side by side in one run.
+"""Sustained throughput of one daemon process from a Kafka backlog to committed DuckDB rows, measured side
+by side in one run against (a) the ceiling of only consuming and decoding the same messages and (b) the
+backbone alone (raw rows only, derived tables off), so the cost of processing is a ratio of neighbours.
 
     .venv/bin/python -m tests.bench.throughput [--racks 40] [--seconds 900] [--runs 3]
 """
@@ -23,24 +24,31 @@ def main() -> None:
     with broker() as servers:
         messages, samples = backlog(servers, "bench-throughput", args.racks, args.seconds)
         print(f"backlog: {messages} messages, {samples:,} GPU samples")
-        consume, daemon = [], []
+        consume, backbone, daemon = [], [], []
         for run in range(args.runs):
             common = ["--servers", servers, "--topic", "bench-throughput", "--messages", str(messages)]
             common += ["--batch", str(args.batch)]
             consume.append(run_child("tests.bench.ingest_child", "consume", *common))
+            backbone.append(run_child("tests.bench.ingest_child", "backbone", *common))
             daemon.append(run_child("tests.bench.ingest_child", "daemon", *common))
             print(
                 f"run {run + 1}: consume+decode {consume[-1]['samples_per_s']:,.0f}/s, "
-                f"daemon {daemon[-1]['samples_per_s']:,.0f}/s, daemon peak RSS {daemon[-1]['peak_rss_mib']:.0f} MiB"
+                f"backbone {backbone[-1]['samples_per_s']:,.0f}/s, "
+                f"daemon with processing {daemon[-1]['samples_per_s']:,.0f}/s, "
+                f"daemon peak RSS {daemon[-1]['peak_rss_mib']:.0f} MiB"
             )
         ceiling = median([r["samples_per_s"] for r in consume])
         end_to_end = median([r["samples_per_s"] for r in daemon])
         ratios = [d["samples_per_s"] / c["samples_per_s"] for c, d in zip(consume, daemon, strict=True)]
+        kept = [d["samples_per_s"] / b["samples_per_s"] for b, d in zip(backbone, daemon, strict=True)]
         summary = {
             "backlog_samples": samples,
             "consume_decode_samples_per_s_median": round(ceiling),
+            "backbone_samples_per_s_median": round(median([r["samples_per_s"] for r in backbone])),
             "daemon_samples_per_s_median": round(end_to_end),
             "daemon_vs_ceiling_median": round(median(ratios), 3),
+            "daemon_vs_backbone_median": round(median(kept), 3),
+            "processing_cost_median": round(1 - median(kept), 3),
             "daemon_peak_rss_mib_median": round(median([d["peak_rss_mib"] for d in daemon])),
         }
         print(json.dumps(summary))
