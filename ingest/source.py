@@ -128,16 +128,29 @@ class KafkaSource:
             {tp.partition: committed.get(tp) for tp in partitions},
         )
 
-    def poll(self, timeout_ms: int, max_records: int) -> RawBatch:
-        """Up to ``max_records`` messages as a column batch (possibly empty)."""
-        try:
-            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
-        except KafkaError as exc:
-            raise SourceError(f"poll failed: {exc}") from exc
+    def poll(self, timeout_ms: int, max_records: int, top_up_ms: int = 50) -> RawBatch:
+        """Up to ``max_records`` messages as a column batch (possibly empty).
+
+        During a backlog one fetch returns about one partition's worth, often half of ``max_records``;
+        while polls keep returning at least a quarter of it, more polls (waiting at most ``top_up_ms``
+        each) fill the batch, so a batch's fixed costs (a transaction, the derived tables' queries) are
+        paid once per ``max_records``. A live stream returns small polls and is not held back.
+        """
         batch = RawBatch(self.topic)
-        for records in polled.values():
-            for r in records:
-                batch.append(r.partition, r.offset, r.timestamp, r.key, r.value)
+        wait = timeout_ms
+        while len(batch) < max_records:
+            try:
+                polled = self.consumer.poll(timeout_ms=wait, max_records=max_records - len(batch))
+            except KafkaError as exc:
+                raise SourceError(f"poll failed: {exc}") from exc
+            got = 0
+            for records in polled.values():
+                got += len(records)
+                for r in records:
+                    batch.append(r.partition, r.offset, r.timestamp, r.key, r.value)
+            if got < max_records // 4:
+                break
+            wait = top_up_ms
         return batch
 
     def offsets_to_commit(self, next_offsets: dict[int, int]) -> dict[TopicPartition, OffsetAndMetadata]:

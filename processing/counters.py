@@ -48,61 +48,112 @@ _KEY_BITS = 24  # per string key (its categorical code) and for boot_epoch
 _SMALL_BITS = 8  # per integer key (node, gpu)
 
 
-def _canonical_order(samples: pl.DataFrame, keys: list[str]) -> pl.Series:
-    """Row indexes that sort ``samples`` by entity, epoch and seq (entities in code order).
+def _entity_code(samples: pl.DataFrame, keys: list[str]) -> pl.Series | None:
+    """Entity and epoch packed into one exact unsigned 64-bit code, or None when they do not fit.
 
-    Sorting the wide frame on five keys cost 65 ms per 256k rows. Instead, entity and epoch are packed
-    into one unsigned 64-bit code (24 bits per string key's categorical code, 8 per integer key, 24 for
-    the epoch), and two stable single-key sorts of a narrow frame (seq, then code) give the order: about
-    a third of the time. Values that do not fit their bits fall back to the exact multi-key sort.
+    24 bits per string key (its categorical code) and for the epoch, 8 per integer key (node, gpu).
     """
     group = [*keys, "boot_epoch"]
     bits = [_KEY_BITS if k == "boot_epoch" or samples.schema[k] == pl.String else _SMALL_BITS for k in group]
+    if sum(bits) > 64:
+        return None
     values = samples.select(
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
-        "frame_seq",
-        *(
-            (pl.col(k).cast(pl.Categorical).to_physical() if samples.schema[k] == pl.String else pl.col(k))
-            .cast(pl.Int64)
-            .alias(f"_v{i}")
-            for i, k in enumerate(group)
-        ),
+        (pl.col(k).cast(pl.Categorical).to_physical() if samples.schema[k] == pl.String else pl.col(k))
+        .cast(pl.Int64)
+        .alias(f"_v{i}")
+        for i, k in enumerate(group)
     )
     fits = [(pl.col(f"_v{i}") >= 0) & (pl.col(f"_v{i}") < (1 << b)) for i, b in enumerate(bits)]
-    if sum(bits) > 64 or not values.select(pl.all_horizontal(fits).all()).item():
-        return samples.with_row_index("_row").sort([*group, "frame_seq"])["_row"]
+    if not values.select(pl.all_horizontal(fits).all()).item():
+        return None
     code = pl.lit(0, pl.UInt64)
     for i, b in enumerate(bits):
         code = code * (1 << b) + pl.col(f"_v{i}").cast(pl.UInt64)
-    narrow = values.select("_row", "frame_seq", code.alias("_k"))
-    return narrow.sort("frame_seq", maintain_order=True).sort("_k", maintain_order=True)["_row"]
+    return values.select(code.alias("_k"))["_k"]
+
+
+def _narrow_sorted(samples: pl.DataFrame, keys: list[str], columns: list[str]) -> pl.DataFrame:
+    """``_row`` (input position), ``_group`` (entity-epoch run) and ``columns``, sorted by entity, epoch, seq.
+
+    Sorting the wide frame on five keys cost 65 ms per 256k rows. Here a narrow frame is sorted by two
+    stable single-key sorts (seq, then the packed entity code); values that do not fit the code fall back
+    to the exact multi-key sort.
+    """
+    base = samples.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), *columns)
+    code = _entity_code(samples, keys)
+    if code is not None:
+        ordered = base.with_columns(code).sort("frame_seq", maintain_order=True).sort("_k", maintain_order=True)
+        change = pl.col("_k") != pl.col("_k").shift(1)
+        return ordered.with_columns(change.fill_null(value=True).cum_sum().alias("_group")).drop("_k")
+    group = [*keys, "boot_epoch"]
+    ordered = pl.concat([base, samples.select(group)], how="horizontal").sort([*group, "frame_seq"])
+    change = pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(1)) for k in group])
+    return ordered.with_columns(change.cum_sum().alias("_group")).drop(group)
 
 
 def counter_increments(samples: pl.DataFrame, counters: list[str], keys: list[str]) -> pl.DataFrame:
-    """Add ``<counter>_inc`` per counter; drop ``lookback`` rows (used only as previous readings).
+    """Add ``<counter>_inc`` per counter, rows in input order; drop ``lookback`` rows (previous readings).
 
-    The result is sorted by entity, ``boot_epoch``, ``frame_seq`` (entities in code order), so the same
-    rows in any order give the same output, floats included. Lookback rows need ``sampled_at`` inside the
-    minute their readings come from.
+    Lookback rows need ``sampled_at`` inside the minute their readings come from. The increments do not
+    depend on the input order.
     """
-    required = {*keys, *_FRAME_ORDER, "sampled_at", *counters}
-    missing = required - set(samples.columns)
+    if LOOKBACK in samples.columns:
+        own = samples.filter(~pl.col(LOOKBACK)).drop(LOOKBACK)
+        return increments_and_state(own, counters, keys, samples.filter(pl.col(LOOKBACK)))[0]
+    return increments_and_state(samples, counters, keys)[0]
+
+
+def increments_and_state(
+    samples: pl.DataFrame, counters: list[str], keys: list[str], lookback: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``samples`` with ``<counter>_inc`` added, and per entity and minute the state later minutes start from.
+
+    ``lookback``: previous readings (``keys, boot_epoch, frame_seq, sampled_at`` and the counters), used
+    as previous values only. The state, keyed ``keys + window_start``: ``last_epoch``, ``last_seq`` and
+    each counter's last reading in that epoch (``<counter>_last``), read off the same sorted rows.
+    """
+    core = [*keys, *_FRAME_ORDER, "sampled_at", *counters]
+    missing = set(core) - set(samples.columns)
     if missing:
         raise FrameShapeError(f"samples lack columns {sorted(missing)} needed for counter increments")
-    ordered = samples[_canonical_order(samples, keys)]
-    group = pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(1)) for k in [*keys, "boot_epoch"]])
+    combined = samples.select(core)
+    if lookback is not None and not lookback.is_empty():
+        combined = pl.concat([combined, lookback.select(core)], how="vertical_relaxed")
     window = pl.col("sampled_at").dt.truncate(WINDOW)
-    prepared = ordered.with_columns(
-        group.cum_sum().alias("_group"),
+    narrow = _narrow_sorted(combined, keys, ["frame_seq", "sampled_at", *counters]).with_columns(
         window.alias("_window"),
         (window - timedelta(minutes=HORIZON_MINUTES)).alias("_horizon"),
+        (pl.col("_row") >= samples.height).alias(LOOKBACK),
     )
-    with_incs = prepared.with_columns(_increment(c).alias(f"{c}_inc") for c in counters).drop(
-        "_group", "_window", "_horizon"
+    incs = [f"{c}_inc" for c in counters]
+    computed = narrow.with_columns(_increment(c).alias(f"{c}_inc") for c in counters)
+    by_row = computed.filter(~pl.col(LOOKBACK)).select("_row", *incs).sort("_row")
+    with_incs = pl.concat([samples, by_row.select(incs)], how="horizontal")
+    return with_incs, _window_state(computed.filter(~pl.col(LOOKBACK)), combined, keys, counters)
+
+
+def _window_state(ordered: pl.DataFrame, samples: pl.DataFrame, keys: list[str], counters: list[str]) -> pl.DataFrame:
+    """Last rows of each entity-epoch run's minutes, folded to the newest epoch per entity and minute."""
+    same_run = (pl.col("_group") == pl.col("_group").shift(-1)) & (pl.col("_window") == pl.col("_window").shift(-1))
+    lasts = []
+    for c in counters:
+        readable = pl.col(c).is_not_null()
+        in_run = (pl.when(readable).then(pl.col("_group")).forward_fill() == pl.col("_group")) & (
+            pl.when(readable).then(pl.col("_window")).forward_fill() == pl.col("_window")
+        )
+        lasts.append(pl.when(in_run).then(pl.col(c).forward_fill()).alias(f"{c}_last"))
+    rows = ordered.with_columns(lasts).filter(~same_run.fill_null(value=False))
+    placed = pl.concat([samples[rows["_row"]].select(*keys, "boot_epoch"), rows], how="horizontal")
+    return (
+        placed.sort("boot_epoch")
+        .group_by([*keys, "_window"])
+        .agg(
+            pl.col("boot_epoch").last().alias("last_epoch"),
+            pl.col("frame_seq").last().alias("last_seq"),
+            *(pl.col(f"{c}_last").last() for c in counters),
+        )
+        .rename({"_window": "window_start"})
     )
-    if LOOKBACK not in with_incs.columns:
-        return with_incs
-    return with_incs.filter(~pl.col(LOOKBACK)).drop(LOOKBACK)
 
 
 def _increment(counter: str) -> pl.Expr:

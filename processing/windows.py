@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from processing.counters import counter_increments
+from processing.counters import increments_and_state
 from processing.health import (
     HEALTH_COLUMNS,
     HealthThresholds,
@@ -64,11 +64,8 @@ def lookback_rows(state: pl.DataFrame, keys: list[str], counters: list[str]) -> 
     )
 
 
-def _with_lookback(rows: pl.DataFrame, state: pl.DataFrame, keys: list[str], counters: list[str]) -> pl.DataFrame:
-    own = rows.with_columns(pl.lit(value=False).alias("lookback"))
-    if state.is_empty():
-        return own
-    return pl.concat([own, lookback_rows(state, keys, counters)], how="diagonal_relaxed")
+def _lookback(state: pl.DataFrame, keys: list[str], counters: list[str]) -> pl.DataFrame | None:
+    return None if state.is_empty() else lookback_rows(state, keys, counters)
 
 
 def tenant_minutes(samples: pl.DataFrame) -> pl.DataFrame:
@@ -97,15 +94,17 @@ def compute_windows(
     none of them among the windows recomputed.
     """
     t = thresholds or HealthThresholds()
-    gpu_incs = counter_increments(_with_lookback(samples, gpu_state, GPU_KEY, GPU_COUNTERS), GPU_COUNTERS, GPU_KEY)
-    gpu = gpu_rollups(gpu_incs)
+    gpu_incs, gpu_last = increments_and_state(
+        samples, GPU_COUNTERS, GPU_KEY, _lookback(gpu_state, GPU_KEY, GPU_COUNTERS)
+    )
+    gpu = gpu_rollups(gpu_incs, state=gpu_last)
     judged = gpu_health(gpu, t)
     gpu = gpu.join(judged, on=GPU_WINDOW_KEY, how="left")
     nodes = gpu_part(node_health(judged)).rename({"state": "gpu_state", "reasons": "gpu_reasons"})
-    rack_incs = counter_increments(
-        _with_lookback(frames, rack_state, ["rack_id"], RACK_COUNTERS), RACK_COUNTERS, ["rack_id"]
+    rack_incs, rack_last = increments_and_state(
+        frames, RACK_COUNTERS, ["rack_id"], _lookback(rack_state, ["rack_id"], RACK_COUNTERS)
     )
-    rack = rack_rollups(gpu, rack_incs, "1m").join(nodes, on=WINDOW_KEY, how="left")
+    rack = rack_rollups(gpu, rack_incs, "1m", state=rack_last).join(nodes, on=WINDOW_KEY, how="left")
     rack = rack.with_columns(
         pl.col("gpu_state").fill_null("unknown"), pl.col("gpu_reasons").fill_null(pl.lit([], pl.List(pl.String)))
     )

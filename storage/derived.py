@@ -38,7 +38,7 @@ from processing.rollups import GPU_COUNTERS
 from processing.windows import WINDOW_KEY, compute_windows, judge_racks
 
 _MINUTE = timedelta(minutes=1)
-REFRESH_STREAM = timedelta(seconds=60)
+REFRESH_STREAM = timedelta(minutes=5)
 REFRESH_WALL_S = 5.0
 _UTC = pl.Datetime("us", "UTC")
 
@@ -108,6 +108,29 @@ class DerivedTables:
         self.contact = contact or ContactModel()
         self._columns = {t: _table_columns(con, t) for t in ("gpu_windows_1m", "rack_windows_1m", "tenant_minutes")}
         self._last_refresh: tuple[datetime, float] | None = None
+        # Small per-rack state, cached (this process is the file's only writer) and written through;
+        # a transaction's changes are kept aside until it commits (``committed``/``rolled_back``).
+        self._state = {name: self._query(f"SELECT * FROM {name}") for name in _STATE_TABLES}
+        self._state["rack_link"] = self._state["rack_link"].select(list(LINK_SCHEMA)).cast(LINK_SCHEMA)  # type: ignore[arg-type]
+        self._pending: dict[str, pl.DataFrame] = {}
+
+    def committed(self) -> None:
+        """The writer committed: the state changed in its transaction becomes the state."""
+        self._state.update(self._pending)
+        self._pending = {}
+
+    def rolled_back(self) -> None:
+        """The writer rolled back: forget the state changed in its transaction."""
+        self._pending = {}
+
+    def _current(self, name: str) -> pl.DataFrame:
+        return self._pending.get(name, self._state[name])
+
+    def _rewrite(self, name: str, rows: pl.DataFrame) -> None:
+        """Replace a small state table whole (a few rows per rack and epoch)."""
+        self._con.execute(f"DELETE FROM {name}")
+        _insert(self._con, name, list(rows.columns), rows)
+        self._pending[name] = rows
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -171,13 +194,8 @@ class DerivedTables:
         if offered.is_empty():
             return StoredBefore.nothing()
         keys = offered.select("rack_id", "boot_epoch").unique()
-        bounds = self._query(
-            "SELECT b.* FROM seq_bounds b SEMI JOIN k ON b.rack_id = k.rack_id AND b.boot_epoch = k.boot_epoch",
-            k=keys,
-        )
-        seen = self._query(
-            "SELECT l.rack_id, l.last_sampled_at FROM rack_link l SEMI JOIN k ON l.rack_id = k.rack_id", k=keys
-        )
+        bounds = self._current("seq_bounds").join(keys, on=["rack_id", "boot_epoch"], how="semi")
+        seen = self._current("rack_link").select("rack_id", "last_sampled_at")
         late = self._late_windows(offered, seen)
         touched = self._touched_windows(offered, late)
         return StoredBefore(
@@ -249,12 +267,13 @@ class DerivedTables:
             touched,
             HORIZON_MINUTES,
         )
-        rack_state = self._windows_before(
-            "rack_windows_1m", f"{state_columns}, seu_count_last", touched, HORIZON_MINUTES
+        # One read of the rack's earlier minutes serves both the counter lookback (10 minutes; older rows
+        # are ignored by the horizon rule) and the SEU norm (70 minutes).
+        span = max(self.thresholds.seu_baseline_windows + self.thresholds.seu_recent_windows, HORIZON_MINUTES)
+        earlier = self._windows_before(
+            "rack_windows_1m", f"{state_columns}, seu_count_last, seu_inc, coverage", touched, span
         )
-        tables = compute_windows(samples, frames, gpu_state, rack_state, self.thresholds)
-        span = self.thresholds.seu_baseline_windows + self.thresholds.seu_recent_windows
-        earlier = self._windows_before("rack_windows_1m", "rack_id, window_start, seu_inc, coverage", touched, span)
+        tables = compute_windows(samples, frames, gpu_state, earlier, self.thresholds)
         racks = judge_racks(tables.rack, earlier, self.thresholds)
         # Only late frames leave stored windows after the recomputed ones (whose SEU norm may move).
         later = self._later_windows(touched, span) if late else racks.clear()
@@ -298,36 +317,34 @@ class DerivedTables:
         _insert(self._con, table, self._columns[table], rows)
 
     def _update_gaps(self, new_frames: pl.DataFrame, keys: pl.DataFrame, bounds: pl.DataFrame, now: datetime) -> int:
-        key_filter = "SEMI JOIN k ON t.rack_id = k.rack_id AND t.boot_epoch = k.boot_epoch"
-        before = self._query(f"SELECT t.* FROM open_gaps t {key_filter}", k=keys)
+        """Fold the new frames into the open gaps and sequence bounds of their racks and epochs."""
+        key = ["rack_id", "boot_epoch"]
+        all_gaps = self._current("open_gaps")
+        before = all_gaps.join(keys, on=key, how="semi")
         gaps = update_gaps(before.select(list(GAP_SCHEMA)), new_frames, bounds)
         detected = gaps.join(before.select(*GAP_SCHEMA, "detected_at"), on=list(GAP_SCHEMA), how="left")
         detected = detected.with_columns(pl.col("detected_at").fill_null(pl.lit(now, _UTC)))
-        for table, rows in (("open_gaps", detected), ("seq_bounds", seq_bounds(new_frames, bounds))):
-            self._con.register("k", keys)
-            try:
-                self._con.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM k WHERE "
-                                  "k.rack_id = t.rack_id AND k.boot_epoch = t.boot_epoch)")  # fmt: skip
-            finally:
-                self._con.unregister("k")
-            _insert(self._con, table, list(rows.columns), rows)
-        return gaps.height
+        untouched = all_gaps.join(keys, on=key, how="anti")
+        self._rewrite(
+            "open_gaps", pl.concat([untouched, detected.select(untouched.columns)]).sort([*key, "first_missing"])
+        )
+        all_bounds = self._current("seq_bounds")
+        merged = seq_bounds(new_frames, bounds)
+        self._rewrite("seq_bounds", pl.concat([all_bounds.join(keys, on=key, how="anti"), merged]).sort(key))
+        return detected.height
 
     def _update_link(self, new_frames: pl.DataFrame) -> None:
+        """Fold the new frames into each rack's link state (passes, last frame)."""
+        link = self._current("rack_link")
         racks = new_frames.select("rack_id").unique()
-        state = self._query("SELECT t.* FROM rack_link t SEMI JOIN r ON t.rack_id = r.rack_id", r=racks)
-        state = state.select(list(LINK_SCHEMA)).cast(LINK_SCHEMA)  # type: ignore[arg-type]
-        updated = update_link_state(state, new_frames, pass_break_s=self.contact.pass_break_s)
-        self._con.register("r", racks)
-        try:
-            self._con.execute("DELETE FROM rack_link t WHERE EXISTS (SELECT 1 FROM r WHERE r.rack_id = t.rack_id)")
-        finally:
-            self._con.unregister("r")
-        _insert(self._con, "rack_link", list(LINK_SCHEMA), updated)
+        updated = update_link_state(
+            link.join(racks, on="rack_id", how="semi"), new_frames, pass_break_s=self.contact.pass_break_s
+        )
+        self._rewrite("rack_link", pl.concat([link.join(racks, on="rack_id", how="anti"), updated]).sort("rack_id"))
 
     def refresh_now(self, as_of: datetime, now: datetime) -> int:
         """Judge every rack as of ``as_of``; log the racks whose state changed. Returns how many changed."""
-        link = self._query("SELECT * FROM rack_link")
+        link = self._current("rack_link")
         if link.is_empty():
             return 0
         previous = self._query("SELECT * FROM rack_health_now")
@@ -336,7 +353,7 @@ class DerivedTables:
             return 0
         c = self.contact
         contact = contact_at(
-            link.cast(LINK_SCHEMA),  # type: ignore[arg-type]
+            link,
             as_of,
             c.orbit_period_s,
             pass_break_s=c.pass_break_s,
@@ -373,6 +390,7 @@ class DerivedTables:
         )
 
 
+_STATE_TABLES = ("seq_bounds", "open_gaps", "rack_link")
 _RAW_SKIP = {"ingested_at", "schema_id", "kafka_partition", "kafka_offset", "firmware", "ground_station"}
 
 

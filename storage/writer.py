@@ -93,7 +93,11 @@ class HistoryWriter:
             con.execute("COMMIT")
         except (duckdb.Error, pl.exceptions.PolarsError) as exc:
             con.execute("ROLLBACK")
+            if self.derived is not None:
+                self.derived.rolled_back()
             raise StorageError(f"batch write failed and was rolled back: {exc}") from exc
+        if self.derived is not None:
+            self.derived.committed()
         duplicates = sum(p.duplicates_in_batch for p in batch.progress.values())
         duplicates += batch.rack_rows.height - new_keys.height
         return StoredBatch(new_keys.height, samples, duplicates, dead.height, derived)
@@ -129,7 +133,9 @@ class HistoryWriter:
             self._con.execute("COMMIT")
         except (duckdb.Error, pl.exceptions.PolarsError) as exc:
             self._con.execute("ROLLBACK")
+            self.derived.rolled_back()
             raise StorageError(f"health refresh failed and was rolled back: {exc}") from exc
+        self.derived.committed()
         return changed
 
     def _insert(self, table: str, columns: list[str], rows: pl.DataFrame, returning: str = "") -> list[Any]:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from processing.counters import counter_increments, windows_touched_by_late_frames
+from processing.counters import counter_increments, increments_and_state, windows_touched_by_late_frames
 from processing.errors import FrameShapeError
 from processing.rollups import gpu_rollups, rack_rollups
 from processing.usage import fleet_utilization, tenant_usage_hourly
@@ -176,7 +176,8 @@ def test_entities_are_independent_and_input_order_does_not_matter() -> None:
         gpu_row(0, 0, ecc_sbe=1),
     )
     result = counter_increments(frame, ["ecc_sbe"], GPU_KEYS)
-    assert result.select("gpu", "frame_seq", "ecc_sbe_inc").rows() == [(0, 0, 1), (0, 1, 3), (1, 0, 8), (1, 1, 2)]
+    rows = result.select("gpu", "frame_seq", "ecc_sbe_inc").rows()
+    assert rows == [(1, 1, 2), (0, 1, 3), (1, 0, 8), (0, 0, 1)]  # input order kept
 
 
 def test_missing_columns_are_a_shape_error() -> None:
@@ -534,3 +535,20 @@ def test_a_lookback_row_older_than_the_horizon_is_not_used() -> None:
     frame = gpus(gpu_row(100, 0, ecc_sbe=5), gpu_row(800, 11 * 60 + 40, ecc_sbe=7))
     frame = frame.with_columns(lookback=pl.Series([True, False]))
     assert counter_increments(frame, ["ecc_sbe"], GPU_KEYS)["ecc_sbe_inc"].to_list() == [None]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=telemetry(), seed=st.integers(0, 2**32 - 1))
+def test_lookback_state_read_off_the_sorted_rows_equals_the_aggregated_one(history: Telemetry, seed: int) -> None:
+    samples = history.gpus().sample(fraction=1.0, shuffle=True, seed=seed)
+    incs, state = increments_and_state(samples, GPU_COUNTERS, GPU_KEYS)
+    fast = gpu_rollups(incs, state=state)
+    assert_frame_equal(fast, gpu_rollups(incs), check_column_order=False, check_exact=True)
+    frames = history.racks()
+    rack_incs, rack_state = increments_and_state(frames, ["seu_count"], ["rack_id"])
+    assert_frame_equal(
+        rack_rollups(fast, rack_incs, "1m", state=rack_state),
+        rack_rollups(fast, rack_incs, "1m"),
+        check_column_order=False,
+        check_exact=True,
+    )
