@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import duckdb
+
 from ingest.codec import FrameDecoder
 from ingest.registry import SchemaRegistry
 from ingest.settings import Settings
@@ -46,10 +48,7 @@ class Daemon:
             threads=storage.threads,
             checkpoint_threshold=storage.checkpoint_threshold,
         )
-        p = settings.processing
-        contact = ContactModel(p.orbit_period_s, p.pass_break_s, p.contact_tolerance_s)
-        derived = DerivedTables(self._con, contact=contact) if p.enabled else None
-        self.writer = HistoryWriter(self._con, derived)
+        self.writer = HistoryWriter(self._con, derived_tables(self._con, settings))
         self.in_flight = InFlightWrite(self.writer)
         self.decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir, settings.registry.url))
         topic = settings.kafka.topic
@@ -183,6 +182,14 @@ class Daemon:
         m.dead_letters.inc(stored.dead_letters)
         m.batch_seconds.observe(seconds_since(finished.polled_at))
         m.last_batch.set_to_current_time()
+
+
+def derived_tables(con: duckdb.DuckDBPyConnection, settings: Settings) -> DerivedTables | None:
+    """The derived-tables step the settings ask for (None when ``processing.enabled`` is false)."""
+    p = settings.processing
+    if not p.enabled:
+        return None
+    return DerivedTables(con, contact=ContactModel(p.orbit_period_s, p.pass_break_s, p.contact_tolerance_s))
 
 
 def liveness_ok(path: Path, max_age_s: float) -> bool:

@@ -21,16 +21,21 @@ from storage.database import open_database
 from storage.query import run_query
 
 FLEET_SUMMARY = """
-SELECT f.satellite_id, count(DISTINCT f.rack_id) AS racks, count(*) AS frames,
-       sum(f.stored::INT) AS played_back, round(max(g.max_temp), 1)::DECIMAL(6, 1) AS max_gpu_temp_c,
-       round(avg(g.mean_util), 1)::DECIMAL(6, 1) AS mean_util_pct
-FROM rack_frames f
-JOIN (SELECT rack_id, boot_epoch, frame_seq, max(temp_c) AS max_temp, avg(util_pct) AS mean_util
-      FROM gpu_samples GROUP BY ALL) g USING (rack_id, boot_epoch, frame_seq)
-GROUP BY ALL ORDER BY 1"""
-HOTTEST_GPUS = """
-SELECT rack_id, node, gpu, round(max(temp_c), 1)::DECIMAL(6, 1) AS max_temp_c, count(*) AS samples
-FROM gpu_samples GROUP BY ALL ORDER BY max_temp_c DESC LIMIT 5"""
+SELECT split_part(rack_id, '/', 1) AS satellite, count(DISTINCT rack_id) AS racks, sum(frames) AS frames,
+       round(sum(frames) / sum(expected_s), 3) AS coverage, round(max(temp_max), 1) AS max_gpu_temp_c,
+       round(sum(util_mean * util_readings) / sum(util_readings), 1) AS util_pct,
+       count(*) FILTER (state != 'ok') AS rack_minutes_not_ok
+FROM rack_rollups_1m GROUP BY ALL ORDER BY 1"""
+HEALTH_NOW = """
+SELECT rack_id, state, last_known_state, reasons[1] AS first_reason FROM fleet_health_now
+ORDER BY state = 'ok', rack_id"""
+CRITICAL_HISTORY = """
+SELECT rack_id, min(window_start) AS first_minute, max(window_start) AS last_minute, count(*) AS minutes,
+       any_value(reasons[1]) AS a_reason
+FROM rack_health_history WHERE state = 'critical' GROUP BY rack_id ORDER BY rack_id"""
+TENANTS = """
+SELECT tenant, round(sum(gpu_hours), 1) AS gpu_hours, max(racks) AS racks FROM tenant_usage_hourly
+GROUP BY tenant ORDER BY gpu_hours DESC LIMIT 5"""
 DEMO_FLEET = SimulationConfig(
     satellites=3,
     racks_per_satellite=4,
@@ -126,6 +131,10 @@ def _ingest(console: Console, settings: object, sent: int) -> None:
                     consumed += result.messages
                     samples += result.stored.samples_stored
                     bar.update(task, completed=consumed)
+        last = daemon.commit_finished()
+        if last is not None:
+            samples += last.stored.samples_stored
+        daemon.refresh_health_now(force=True)
     finally:
         daemon.close()
     ended = time.monotonic()
@@ -140,15 +149,21 @@ def _summarise(console: Console, db: Path) -> None:
     from orbitwatch.cli import _render
 
     con = open_database(db, read_only=True)
-    console.print("[bold]4.[/] fleet summary")
+    console.print("[bold]4.[/] fleet summary (rack_rollups_1m)")
     click.echo(_render(run_query(con, FLEET_SUMMARY), "table"), nl=False)
-    console.print("   hottest GPUs (the simulated fault is sat-0002/rack-3, node 3, GPU 5)")
-    click.echo(_render(run_query(con, HOTTEST_GPUS), "table"), nl=False)
+    console.print("   health as the ground knows it now (fleet_health_now)")
+    click.echo(_render(run_query(con, HEALTH_NOW), "table"), nl=False)
+    console.print(
+        "   critical minutes in event time (the simulated fault: sat-0002/rack-3, node 3, GPU 5, 00:10-00:25)"
+    )
+    click.echo(_render(run_query(con, CRITICAL_HISTORY), "table"), nl=False)
+    console.print("   GPU-hours per tenant (tenant_usage_hourly)")
+    click.echo(_render(run_query(con, TENANTS), "table"), nl=False)
     counts = run_query(con, "SELECT count(*), (SELECT count(*) FROM dead_letters) FROM rack_frames").rows[0]
     console.print(f"   {counts[0]} frames stored once each; {counts[1]} malformed messages in dead_letters")
     con.close()
     click.echo(
-        f'Query further: .venv/bin/orbitwatch query --db {db} "SELECT * FROM dead_letters LIMIT 5"\n'
+        f'Query further: .venv/bin/orbitwatch query --db {db} "SELECT * FROM gpu_rollups_1m LIMIT 5"\n'
         '   or: .venv/bin/python -c "import duckdb; '
         f"print(duckdb.connect('{db}', read_only=True).sql('FROM rack_frames LIMIT 5'))\""
     )

@@ -3,7 +3,8 @@
 The same decode -> process -> write flow as the daemon, on a consumer without a group. It is idempotent:
 frames already stored are dropped by the frame key, dead letters by their coordinates. It does not move
 the daemon's stored offsets or counters (``kafka_offsets``), so the live daemon's accounting stays its
-own. DuckDB allows one process per file: stop the shard's daemon first (the error says so otherwise).
+own. The derived tables (rollups, gaps, health) of the minutes it fills are recomputed as for late
+frames. DuckDB allows one process per file: stop the shard's daemon first (the error says so otherwise).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ingest.range_reader import RangeReader
 from ingest.registry import SchemaRegistry
 from ingest.settings import Settings
 from orbitwatch.assemble import to_store
+from orbitwatch.daemon import derived_tables
 from processing.rows import prepare_batch
 from storage.database import open_database
 from storage.writer import HistoryWriter
@@ -47,7 +49,7 @@ def replay(
     con = open_database(settings.storage.path, memory_limit=settings.storage.memory_limit)
     reader = RangeReader(settings.kafka, start, end, seek_by_time=seek_by_time)
     decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir, settings.registry.url))
-    writer, result = HistoryWriter(con), ReplayResult()
+    writer, result = HistoryWriter(con, derived_tables(con, settings)), ReplayResult()
     last_read = time.monotonic()
     try:
         while not reader.finished and time.monotonic() - last_read < idle_s:
