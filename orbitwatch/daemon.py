@@ -124,7 +124,7 @@ class Daemon:
     def refresh_health_now(self, *, force: bool = False) -> None:
         """While idle, re-judge ``fleet_health_now``: at once after data, then every ``now_refresh_s``.
 
-        Batches judge "now" themselves, at most once a minute of the ground's clock; the first idle poll
+        Every batch judges "now" as of its own ground clock; the first idle poll
         after data brings it up to date, and later ones age the silence.
         """
         now = time.monotonic()

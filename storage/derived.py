@@ -1,29 +1,31 @@
 """Derived tables, kept in the batch's own transaction: windows, tenant usage, gaps, link state, health now.
 
-After the writer inserted a batch's new frames (duplicates already dropped by the primary key),
-``DerivedTables.update`` runs in the same transaction:
+``HistoryWriter.write`` calls, inside the transaction of a batch:
 
-1. **Which windows.** The minutes of the new frames, plus, for *late* frames (a ``frame_seq`` below the
-   largest already stored for its rack and epoch), the next stored minute of the rack within the counter
-   horizon: the next present frame's increment now starts from the late frame (``processing.counters``).
-2. **Recompute them from raw rows** (``processing.windows.compute_windows``): every stored row of those
-   minutes, plus the ``<counter>_last`` state of the ``HORIZON_MINUTES`` stored minutes before each. The
-   rows read are those minutes' and the state is one row per GPU-minute, so the cost follows the batch,
-   not the history: DuckDB prunes row groups by ``sampled_at`` (zone maps) before reading.
-3. **Rack health in event time** (``judge_racks``), with the rack's SEU norm learnt from its stored
-   minutes of the baseline's span. A late minute moves the norm of the minutes after it, so those
-   (within the span) are judged again too, from their stored rows.
-4. **Replace** those minutes' rows in ``gpu_windows_1m``, ``rack_windows_1m`` and ``tenant_minutes``.
-5. **Gaps** (``processing.gaps.update_gaps``) and sequence bounds of the racks and epochs in the batch.
-6. **Link state and health now** (``processing.passes``, ``processing.health.judge_now``): each rack's
-   passes are folded in, and every rack is judged as of ``as_of`` (the ground's clock: the newest Kafka
-   timestamp seen); a change of a rack's state is appended to ``rack_health_log``, the record of what the
-   ground knew at each moment.
+1. ``before_insert`` (reads, before the raw rows go in): **which windows** the batch touches (the minutes
+   of its frames and, for *late* frames, sampled before the newest frame stored for their rack, the next
+   stored minute of the rack within the counter horizon, whose first increment now starts from the late
+   frame: ``processing.counters``); the rows already stored in those minutes; the ``<counter>_last``
+   state of the ``HORIZON_MINUTES`` stored minutes before each, the rack minutes the SEU norm needs, and,
+   after late frames, the stored minutes whose norm moves. Everything read is bounded by the batch's
+   minutes and fixed spans around them, and DuckDB prunes row groups by time (zone maps), so the cost
+   follows the batch, not the length of the history.
+2. ``compute`` (pure polars, no database): the windows **recomputed from all their rows**
+   (``processing.windows``), GPU, node and rack health in event time, tenant usage. The daemon runs it
+   on its main thread while the writer thread inserts the raw rows.
+3. ``after_insert``: **replace** those minutes' rows in ``gpu_windows_1m``, ``rack_windows_1m`` and
+   ``tenant_minutes``; fold the new frames into the **gaps** and sequence bounds
+   (``processing.gaps``) and each rack's **link state** (``processing.passes``); judge every rack
+   **now**, as of the ground's clock (the newest Kafka timestamp stored), from its newest window
+   (``processing.health.judge_now``); append each change of state to ``rack_health_log``, the record of
+   what the ground knew at each moment.
+
+Small per-rack state (sequence bounds, open gaps, link state, health now) is cached in memory and written
+through: this process is the file's only writer, and a rolled-back transaction discards its changes.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -38,8 +40,7 @@ from processing.rollups import GPU_COUNTERS
 from processing.windows import WINDOW_KEY, compute_windows, judge_racks
 
 _MINUTE = timedelta(minutes=1)
-REFRESH_STREAM = timedelta(minutes=5)
-REFRESH_WALL_S = 5.0
+_FRAME_KEY = ["rack_id", "boot_epoch", "frame_seq"]
 _UTC = pl.Datetime("us", "UTC")
 
 
@@ -62,12 +63,35 @@ class StoredBefore:
     bounds: pl.DataFrame
     samples: pl.DataFrame
     frames: pl.DataFrame
+    gpu_state: pl.DataFrame
+    earlier: pl.DataFrame
+    later: pl.DataFrame
+    later_context: pl.DataFrame
 
     @classmethod
     def nothing(cls) -> StoredBefore:
         """For an empty batch."""
         empty = pl.DataFrame()
-        return cls(empty, empty, empty, empty, empty, empty)
+        return cls(empty, empty, empty, empty, empty, empty, empty, empty, empty, empty)
+
+    def new_rows(self, rack_rows: pl.DataFrame, gpu_rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The batch's frames and samples that are not stored yet: a stored copy of a frame lies in its
+        own window, so the stored rows of the touched windows tell (the insert confirms it)."""
+        if self.frames.is_empty():
+            return rack_rows, gpu_rows
+        stored = self.frames.select(_FRAME_KEY)
+        return rack_rows.join(stored, on=_FRAME_KEY, how="anti"), gpu_rows.join(stored, on=_FRAME_KEY, how="anti")
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedRows:
+    """The recomputed rows, ready to replace the touched windows (and re-judged later windows)."""
+
+    gpu: pl.DataFrame
+    rack: pl.DataFrame
+    tenants: pl.DataFrame
+    later: pl.DataFrame
+    new_frames: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +131,6 @@ class DerivedTables:
         self.thresholds = thresholds or HealthThresholds()
         self.contact = contact or ContactModel()
         self._columns = {t: _table_columns(con, t) for t in ("gpu_windows_1m", "rack_windows_1m", "tenant_minutes")}
-        self._last_refresh: tuple[datetime, float] | None = None
         # Small per-rack state, cached (this process is the file's only writer) and written through;
         # a transaction's changes are kept aside until it commits (``committed``/``rolled_back``).
         self._state = {name: self._query(f"SELECT * FROM {name}") for name in _STATE_TABLES}
@@ -198,6 +221,26 @@ class DerivedTables:
         seen = self._current("rack_link").select("rack_id", "last_sampled_at")
         late = self._late_windows(offered, seen)
         touched = self._touched_windows(offered, late)
+        state_columns = "last_epoch, last_seq, window_start, rack_id"
+        gpu_state = self._windows_before(
+            "gpu_windows_1m",
+            f"{state_columns}, node, gpu, " + ", ".join(f"{c}_last" for c in GPU_COUNTERS),
+            touched,
+            HORIZON_MINUTES,
+        )
+        # One read of the rack's earlier minutes serves both the counter lookback (10 minutes; older rows
+        # are ignored by the horizon rule) and the SEU norm (70 minutes).
+        span = self._seu_span()
+        earlier = self._windows_before(
+            "rack_windows_1m", f"{state_columns}, seu_count_last, seu_inc, coverage", touched, span
+        )
+        # Only late frames leave stored windows after the recomputed ones (whose SEU norm may move).
+        later = self._later_windows(touched, span) if not late.is_empty() else pl.DataFrame()
+        context = (
+            self._windows_before("rack_windows_1m", "rack_id, window_start, seu_inc, coverage", later, span)
+            if not later.is_empty()
+            else pl.DataFrame()
+        )
         return StoredBefore(
             touched=touched,
             late=late,
@@ -205,38 +248,60 @@ class DerivedTables:
             bounds=bounds,
             samples=self._rows_of_windows("gpu_samples", touched),
             frames=self._rows_of_windows("rack_frames", touched),
+            gpu_state=gpu_state,
+            earlier=earlier,
+            later=later,
+            later_context=context,
         )
+
+    def _seu_span(self) -> int:
+        return max(self.thresholds.seu_baseline_windows + self.thresholds.seu_recent_windows, HORIZON_MINUTES)
+
+    def compute(self, before: StoredBefore, new_frames: pl.DataFrame, new_samples: pl.DataFrame) -> DerivedRows:
+        """Recompute the touched windows from their stored and new rows: pure polars, no database.
+
+        The daemon runs this on its main thread while the writer thread inserts the batch's raw rows.
+        """
+        samples = pl.concat([before.samples, new_samples.select(before.samples.columns)], how="vertical_relaxed")
+        frames = pl.concat([before.frames, new_frames.select(before.frames.columns)], how="vertical_relaxed")
+        tables = compute_windows(samples, frames, before.gpu_state, before.earlier, self.thresholds)
+        racks = judge_racks(tables.rack, before.earlier, self.thresholds)
+        later = before.later
+        if not later.is_empty():
+            # The later windows' norm is learnt from windows that include the ones just recomputed.
+            context = pl.concat(
+                [
+                    before.later_context.join(before.touched, on=WINDOW_KEY, how="anti"),
+                    racks.select(before.later_context.columns),
+                ],
+                how="vertical_relaxed",
+            )
+            later = judge_racks(later.drop(HEALTH_COLUMNS, "computed_at"), context, self.thresholds)
+        return DerivedRows(tables.gpu, racks, tables.tenants, later, new_frames.height)
 
     def after_insert(
         self,
         before: StoredBefore,
+        rows: DerivedRows | None,
         new_frames: pl.DataFrame,
-        new_samples: pl.DataFrame,
         as_of: datetime | None,
         now: datetime,
     ) -> DerivedUpdate:
-        """Recompute what the newly stored rows change (see the module docstring), in the open transaction."""
+        """Replace the touched windows with ``rows`` (``compute``'s), fold the new frames into gaps and link
+        state, and judge "now" when due; in the open transaction, after the raw rows were inserted."""
         windows = rejudged = gaps_open = 0
-        if not new_frames.is_empty():
-            samples = pl.concat([before.samples, new_samples.select(before.samples.columns)], how="vertical_relaxed")
-            frames = pl.concat([before.frames, new_frames.select(before.frames.columns)], how="vertical_relaxed")
-            windows = before.touched.height
-            rejudged = self._recompute(before.touched, samples, frames, now, late=not before.late.is_empty())
+        if not new_frames.is_empty() and rows is not None:
+            windows, rejudged = before.touched.height, rows.later.height
+            stamp = pl.lit(now).alias("computed_at")
+            self._replace("gpu_windows_1m", before.touched, rows.gpu.with_columns(stamp))
+            self._replace("rack_windows_1m", before.touched, rows.rack.with_columns(stamp))
+            self._replace("tenant_minutes", before.touched, rows.tenants)
+            if not rows.later.is_empty():
+                self._replace("rack_windows_1m", rows.later.select(WINDOW_KEY), rows.later.with_columns(stamp))
             gaps_open = self._update_gaps(new_frames, before.keys, before.bounds, now)
             self._update_link(new_frames)
-        changes = 0
-        if as_of is not None and self._refresh_due(as_of):
-            changes = self.refresh_now(as_of, now)
+        changes = self.refresh_now(as_of, now, rows) if as_of is not None else 0
         return DerivedUpdate(windows, rejudged, gaps_open, changes)
-
-    def _refresh_due(self, as_of: datetime) -> bool:
-        """Judge "now" every ``REFRESH_STREAM_S`` of the ground's clock, or ``REFRESH_WALL_S`` of wall time."""
-        wall = time.monotonic()
-        last = self._last_refresh
-        if last is not None and as_of - last[0] < REFRESH_STREAM and wall - last[1] < REFRESH_WALL_S:
-            return False
-        self._last_refresh = (as_of, wall)
-        return True
 
     @staticmethod
     def _late_windows(offered: pl.DataFrame, seen: pl.DataFrame) -> pl.DataFrame:
@@ -255,38 +320,6 @@ class DerivedTables:
             return own.sort(WINDOW_KEY)
         following = self._next_stored_windows(late)
         return pl.concat([own, following.cast(own.schema)]).unique().sort(WINDOW_KEY)
-
-    def _recompute(
-        self, touched: pl.DataFrame, samples: pl.DataFrame, frames: pl.DataFrame, now: datetime, *, late: bool
-    ) -> int:
-        """Recompute ``touched`` windows from all their rows; re-judge later windows whose SEU norm moves."""
-        state_columns = "last_epoch, last_seq, window_start, rack_id"
-        gpu_state = self._windows_before(
-            "gpu_windows_1m",
-            f"{state_columns}, node, gpu, " + ", ".join(f"{c}_last" for c in GPU_COUNTERS),
-            touched,
-            HORIZON_MINUTES,
-        )
-        # One read of the rack's earlier minutes serves both the counter lookback (10 minutes; older rows
-        # are ignored by the horizon rule) and the SEU norm (70 minutes).
-        span = max(self.thresholds.seu_baseline_windows + self.thresholds.seu_recent_windows, HORIZON_MINUTES)
-        earlier = self._windows_before(
-            "rack_windows_1m", f"{state_columns}, seu_count_last, seu_inc, coverage", touched, span
-        )
-        tables = compute_windows(samples, frames, gpu_state, earlier, self.thresholds)
-        racks = judge_racks(tables.rack, earlier, self.thresholds)
-        # Only late frames leave stored windows after the recomputed ones (whose SEU norm may move).
-        later = self._later_windows(touched, span) if late else racks.clear()
-        stamp = pl.lit(now).alias("computed_at")
-        self._replace("gpu_windows_1m", touched, tables.gpu.with_columns(stamp))
-        self._replace("rack_windows_1m", touched, racks.with_columns(stamp))
-        self._replace("tenant_minutes", touched, tables.tenants)
-        if later.is_empty():
-            return 0
-        context = self._windows_before("rack_windows_1m", "rack_id, window_start, seu_inc, coverage", later, span)
-        again = judge_racks(later.drop(HEALTH_COLUMNS, "computed_at"), context, self.thresholds)
-        self._replace("rack_windows_1m", later.select(WINDOW_KEY), again.with_columns(stamp))
-        return later.height
 
     def _later_windows(self, touched: pl.DataFrame, span: int) -> pl.DataFrame:
         """Stored rack windows in the ``span`` minutes after a recomputed window, not recomputed themselves."""
@@ -342,55 +375,59 @@ class DerivedTables:
         )
         self._rewrite("rack_link", pl.concat([link.join(racks, on="rack_id", how="anti"), updated]).sort("rack_id"))
 
-    def refresh_now(self, as_of: datetime, now: datetime) -> int:
-        """Judge every rack as of ``as_of``; log the racks whose state changed. Returns how many changed."""
+    def refresh_now(self, as_of: datetime, now: datetime, rows: DerivedRows | None = None) -> int:
+        """Judge every rack as of ``as_of``; log the racks whose state changed. Returns how many changed.
+
+        Each rack's newest window comes from the cached ``rack_health_now`` and the windows just
+        recomputed (``rows``), so judging "now" reads nothing from the history.
+        """
         link = self._current("rack_link")
-        if link.is_empty():
-            return 0
-        previous = self._query("SELECT * FROM rack_health_now")
-        latest = self._latest_windows(previous)
-        if latest.is_empty():
+        previous = self._current("rack_health_now")
+        latest = self._latest_windows(previous, rows)
+        if link.is_empty() or latest.is_empty():
             return 0
         c = self.contact
-        contact = contact_at(
-            link,
-            as_of,
-            c.orbit_period_s,
-            pass_break_s=c.pass_break_s,
-            tolerance_s=c.tolerance_s,
-        )
+        contact = contact_at(link, as_of, c.orbit_period_s, pass_break_s=c.pass_break_s, tolerance_s=c.tolerance_s)
         judged = judge_now(latest, contact, self.thresholds).join(
             latest.select("rack_id", pl.col("reasons").alias("last_known_reasons")), on="rack_id"
         )
         changed = judged.join(
             previous.select("rack_id", pl.col("state").alias("before")), on="rack_id", how="left"
         ).filter(pl.col("before").is_null() | (pl.col("before") != pl.col("state")))
-        self._con.execute("DELETE FROM rack_health_now")
         columns = [*NOW_COLUMNS, "last_known_reasons"]
-        _insert(self._con, "rack_health_now", columns, judged.select(columns))
+        self._rewrite("rack_health_now", judged.select(columns).cast(previous.schema))
         log = changed.select(
             "rack_id", "as_of", "state", "reasons", "last_window_start", pl.lit(now, _UTC).alias("logged_at")
         )
         _insert(self._con, "rack_health_log", list(log.columns), log)
         return changed.height
 
-    def _latest_windows(self, previous: pl.DataFrame) -> pl.DataFrame:
-        """Each rack's newest window and its event-time state.
-
-        Only windows at or after the oldest "newest window" judged before are read (plus every window of
-        racks not judged yet), so the scan follows the quietest rack's silence, not the history.
-        """
-        since = previous["last_window_start"].min() if not previous.is_empty() else None
-        where = "WHERE window_start >= ? OR rack_id NOT IN (SELECT rack_id FROM rack_health_now)" if since else ""
-        return self._query(
-            f"""SELECT rack_id, max(window_start) AS window_start,
-                arg_max(state, window_start) AS state, arg_max(reasons, window_start) AS reasons
-            FROM rack_windows_1m {where} GROUP BY rack_id""",
-            [since] if since is not None else None,
+    @staticmethod
+    def _latest_windows(previous: pl.DataFrame, rows: DerivedRows | None) -> pl.DataFrame:
+        """Each rack's newest window and its event-time state: the one judged before, or a newer (or the
+        same, recomputed) window among ``rows``."""
+        columns = ["rack_id", "window_start", "state", "reasons"]
+        known = previous.select(
+            "rack_id",
+            pl.col("last_window_start").alias("window_start"),
+            pl.col("last_known_state").alias("state"),
+            pl.col("last_known_reasons").alias("reasons"),
+            pl.lit(0).alias("_fresh"),
+        )
+        parts = [known]
+        if rows is not None:
+            fresh = [r for r in (rows.rack, rows.later) if not r.is_empty()]
+            parts += [r.select(columns).with_columns(pl.lit(1).alias("_fresh")) for r in fresh]
+        candidates = pl.concat([p for p in parts if not p.is_empty()], how="vertical_relaxed") if parts else known
+        return (
+            candidates.sort("window_start", "_fresh")
+            .group_by("rack_id")
+            .agg(pl.all().exclude("_fresh").last())
+            .select(columns)
         )
 
 
-_STATE_TABLES = ("seq_bounds", "open_gaps", "rack_link")
+_STATE_TABLES = ("seq_bounds", "open_gaps", "rack_link", "rack_health_now")
 _RAW_SKIP = {"ingested_at", "schema_id", "kafka_partition", "kafka_offset", "firmware", "ground_station"}
 
 

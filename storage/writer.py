@@ -8,17 +8,22 @@ last committed batch ended.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from storage.derived import DerivedTables, DerivedUpdate, StoredBefore
+from storage.derived import DerivedRows, DerivedTables, DerivedUpdate, StoredBefore
 from storage.errors import StorageError
 
 _FRAME_KEY = ["rack_id", "boot_epoch", "frame_seq"]
+ComputeOn = Callable[[Callable[[], DerivedRows]], "Future[DerivedRows]"]
+"""Runs a computation elsewhere (the daemon's main thread) and returns its future."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +80,23 @@ class HistoryWriter:
             ).fetchall()
         return {int(p): int(o) for p, o in rows}
 
-    def write(self, batch: BatchToStore) -> StoredBatch:
-        """Store one batch atomically; raises StorageError after rolling back on failure."""
+    def write(self, batch: BatchToStore, compute_on: ComputeOn | None = None) -> StoredBatch:
+        """Store one batch atomically; raises StorageError after rolling back on failure.
+
+        With derived tables, their recompute (pure polars) runs through ``compute_on`` when given (the
+        daemon hands it to its main thread, so it overlaps the raw insert), else here.
+        """
         now = datetime.now(UTC)
         con = self._con
         try:
             con.execute("BEGIN TRANSACTION")
-            before = self.derived.before_insert(batch.rack_rows) if self.derived is not None else None
+            pending: Future[DerivedRows] | None = None
+            before = None
+            if self.derived is not None:
+                before = self.derived.before_insert(batch.rack_rows)
+                assumed = before.new_rows(batch.rack_rows, batch.gpu_rows)
+                if compute_on is not None and not assumed[0].is_empty():
+                    pending = compute_on(partial(self.derived.compute, before, *assumed))
             new_keys = self._insert_frames(batch.rack_rows, now)
             samples = self._insert_samples(batch.gpu_rows, batch.rack_rows.height, new_keys)
             dead = self._insert_dead_letters(batch.dead_letters, now)
@@ -89,13 +104,15 @@ class HistoryWriter:
             offered = _count_by_partition(batch.rack_rows)
             dead_by_partition = _count_by_partition(dead)
             self._advance_offsets(batch, stored, offered, dead_by_partition, now)
-            derived = self._derive(before, batch, new_keys, now) if before is not None else None
+            derived = self._derive(before, pending, batch, new_keys, now) if before is not None else None
             con.execute("COMMIT")
-        except (duckdb.Error, pl.exceptions.PolarsError) as exc:
+        except Exception as exc:
             con.execute("ROLLBACK")
             if self.derived is not None:
                 self.derived.rolled_back()
-            raise StorageError(f"batch write failed and was rolled back: {exc}") from exc
+            if isinstance(exc, duckdb.Error | pl.exceptions.PolarsError):
+                raise StorageError(f"batch write failed and was rolled back: {exc}") from exc
+            raise
         if self.derived is not None:
             self.derived.committed()
         duplicates = sum(p.duplicates_in_batch for p in batch.progress.values())
@@ -103,7 +120,12 @@ class HistoryWriter:
         return StoredBatch(new_keys.height, samples, duplicates, dead.height, derived)
 
     def _derive(
-        self, before: StoredBefore, batch: BatchToStore, new_keys: pl.DataFrame, now: datetime
+        self,
+        before: StoredBefore,
+        pending: Future[DerivedRows] | None,
+        batch: BatchToStore,
+        new_keys: pl.DataFrame,
+        now: datetime,
     ) -> DerivedUpdate:
         """Update the derived tables for the newly stored frames, in the open transaction."""
         assert self.derived is not None
@@ -111,11 +133,16 @@ class HistoryWriter:
         if new_keys.height != rack_rows.height:
             rack_rows = rack_rows.join(new_keys, on=_FRAME_KEY, how="semi")
             gpu_rows = gpu_rows.join(new_keys, on=_FRAME_KEY, how="semi")
+        rows = pending.result() if pending is not None else None
+        if rows is None or rows.new_frames != new_keys.height:
+            # Computed here, or the insert disagreed with the assumed new rows (a stored copy of a frame
+            # outside its window: a corrupt sampled_at): recompute from the rows actually inserted.
+            rows = self.derived.compute(before, rack_rows, gpu_rows) if not rack_rows.is_empty() else None
         if not batch.rack_rows.is_empty():
             newest = batch.rack_rows["received_at"].max()
             if isinstance(newest, datetime) and (self._stream_time is None or newest > self._stream_time):
                 self._stream_time = newest
-        return self.derived.after_insert(before, rack_rows, gpu_rows, self._stream_time, now)
+        return self.derived.after_insert(before, rows, rack_rows, self._stream_time, now)
 
     def refresh_now(self, advanced_by: float) -> int:
         """Re-judge ``fleet_health_now`` at the ground's clock advanced by ``advanced_by`` idle seconds.
