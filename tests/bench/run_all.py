@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 BENCHMARKS = [
-    ("throughput: daemon vs consume+decode ceiling (2.3M samples)", ["tests.bench.throughput"]),
+    ("throughput: daemon vs backbone alone vs consume+decode ceiling (2.3M samples)", ["tests.bench.throughput"]),
     ("peak RSS vs backlog size (4.6M samples)", ["tests.bench.throughput", "--seconds", "1800", "--runs", "1"]),
     ("latency at 100 racks live", ["tests.bench.latency"]),
     ("memory as history accumulates (100 racks, 4 days)", ["tests.bench.history_memory", "--days", "4"]),
     ("1, 2 and 3 daemons side by side (static shards)", ["tests.bench.scaling"]),
+    ("late-data recompute over 1 day vs 7 days of history", ["tests.bench.late_recompute"]),
 ]
 
 
