@@ -128,6 +128,12 @@ class DaemonSettings(_Section):
 
     max_batch_messages: int = Field(4_000, ge=1, le=200_000)
     poll_timeout_ms: int = Field(500, ge=10, le=60_000)
+    poll_top_up_ms: int | None = Field(
+        50,
+        ge=0,
+        le=1_000,
+        description="during a backlog, fill a batch with more polls waiting this long; null: one poll",
+    )
     dlq_max_ratio: float = Field(0.5, gt=0.0, le=1.0, description="stop when a window's dead-letter ratio exceeds it")
     dlq_window_messages: int = Field(1_000, ge=10)
     dlq_max_consecutive: int = Field(500, ge=1)

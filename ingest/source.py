@@ -128,13 +128,13 @@ class KafkaSource:
             {tp.partition: committed.get(tp) for tp in partitions},
         )
 
-    def poll(self, timeout_ms: int, max_records: int, top_up_ms: int = 50) -> RawBatch:
+    def poll(self, timeout_ms: int, max_records: int, top_up_ms: int | None = 50) -> RawBatch:
         """Up to ``max_records`` messages as a column batch (possibly empty).
 
         During a backlog one fetch returns about one partition's worth, often half of ``max_records``;
         while polls keep returning at least a quarter of it, more polls (waiting at most ``top_up_ms``
         each) fill the batch, so a batch's fixed costs (a transaction, the derived tables' queries) are
-        paid once per ``max_records``. A live stream returns small polls and is not held back.
+        paid once per ``max_records``. A live stream returns small polls and is not held back. None: one poll.
         """
         batch = RawBatch(self.topic)
         wait = timeout_ms
@@ -148,7 +148,7 @@ class KafkaSource:
                 got += len(records)
                 for r in records:
                     batch.append(r.partition, r.offset, r.timestamp, r.key, r.value)
-            if got < max_records // 4:
+            if top_up_ms is None or got < max_records // 4:
                 break
             wait = top_up_ms
         return batch

@@ -66,7 +66,8 @@ class Daemon:
     def run_batch(self) -> BatchResult | None:
         """The flow of one batch; returns the previous batch once DuckDB and then Kafka committed it."""
         polled_at = time.perf_counter()
-        raw = self.source.poll(self.settings.daemon.poll_timeout_ms, self.settings.daemon.max_batch_messages)
+        d = self.settings.daemon
+        raw = self.source.poll(d.poll_timeout_ms, d.max_batch_messages, d.poll_top_up_ms)
         if not raw:
             return self.commit_finished()
         decoded = self.decoder.decode(raw)  # malformed messages become dead letters

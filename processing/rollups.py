@@ -124,12 +124,18 @@ def exact_mean(value: pl.Expr) -> pl.Expr:
     return pl.when(value.count() > 0).then(scaled.sum().cast(pl.Float64) / FIXED_POINT / value.count())
 
 
-def gpu_rollups(samples_with_incs: pl.DataFrame, every: str = "1m", state: pl.DataFrame | None = None) -> pl.DataFrame:
+def gpu_rollups(
+    samples_with_incs: pl.DataFrame,
+    every: str = "1m",
+    state: pl.DataFrame | None = None,
+    extra: list[pl.Expr] | None = None,
+) -> pl.DataFrame:
     """Per GPU and window: readings' mean/max, counter increments, XIDs, throttled seconds, busy seconds.
 
     Input: ``gpu_samples`` rows plus ``ecc_sbe_inc``, ``ecc_dbe_inc``, ``nvlink_errors_inc``, in any order.
     ``state``: the lookback state per GPU-minute from ``processing.counters.increments_and_state`` (for
-    ``every="1m"``); without it the state is computed here, more slowly.
+    ``every="1m"``); without it the state is computed here, more slowly. ``extra``: more aggregations
+    to compute in the same pass.
     Output, keyed ``(rack_id, node, gpu, window_start)``: ``samples``, ``expected_s``, ``coverage``,
     ``<metric>_mean``, ``<metric>_max``, ``<metric>_readings`` for util, power, temp, hbm_temp, mem_used,
     ``util_mean_covered``, ``ecc_sbe_inc``, ``ecc_dbe_inc``, ``nvlink_inc``, ``xid_count``,
@@ -140,12 +146,11 @@ def gpu_rollups(samples_with_incs: pl.DataFrame, every: str = "1m", state: pl.Da
     needed = [*GPU_KEY, "sampled_at", "boot_epoch", "frame_seq", *GPU_METRICS.values(), *GPU_INCREMENTS.values()]
     _require(samples_with_incs, [*needed, "xid", "throttle_reasons", "row_remap_pending", "tenant"], "GPU samples")
     key = [*GPU_KEY, "window_start"]
+    aggregations = _gpu_aggregations() + (extra or [])
     if state is None:
-        rollup = samples_with_incs.group_by([*GPU_KEY, _window(every)]).agg(
-            _gpu_aggregations() + last_readings(GPU_COUNTERS)
-        )
+        rollup = samples_with_incs.group_by([*GPU_KEY, _window(every)]).agg(aggregations + last_readings(GPU_COUNTERS))
     else:
-        rollup = samples_with_incs.group_by([*GPU_KEY, _window(every)]).agg(_gpu_aggregations())
+        rollup = samples_with_incs.group_by([*GPU_KEY, _window(every)]).agg(aggregations)
         rollup = rollup.join(state, on=key, how="left")
     return _with_coverage(rollup, every, "samples").sort(key)
 

@@ -68,9 +68,34 @@ def _lookback(state: pl.DataFrame, keys: list[str], counters: list[str]) -> pl.D
     return None if state.is_empty() else lookback_rows(state, keys, counters)
 
 
-def tenant_minutes(samples: pl.DataFrame) -> pl.DataFrame:
-    """Per rack, minute and tenant: GPU-seconds held (samples with that tenant) and the GPUs that held them."""
+TENANT_BOUNDS = [pl.col("tenant").min().alias("_tenant_min"), pl.col("tenant").max().alias("_tenant_max")]
+"""Aggregations added to the GPU minutes so that tenant usage comes from them (see ``tenant_minutes``)."""
+
+
+def tenant_minutes(samples: pl.DataFrame, gpu_minutes: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per rack, minute and tenant: GPU-seconds held (samples with that tenant) and the GPUs that held them.
+
+    With ``gpu_minutes`` (GPU rollups carrying ``TENANT_BOUNDS``), a GPU-minute held by one tenant gives
+    ``busy_s`` seconds to it without going back to the samples; only the rare minutes in which a GPU
+    changed tenant are counted from ``samples``.
+    """
     gpu_id = pl.col("node") * GPU_ID_NODE_FACTOR + pl.col("gpu")
+    if gpu_minutes is not None:
+        single = gpu_minutes.filter(pl.col("_tenant_min") == pl.col("_tenant_max"))
+        mixed = gpu_minutes.filter(pl.col("_tenant_min") != pl.col("_tenant_max")).select(*GPU_WINDOW_KEY)
+        mixed_samples = samples.join(
+            mixed, left_on=[*GPU_KEY, pl.col("sampled_at").dt.truncate("1m")], right_on=GPU_WINDOW_KEY, how="semi"
+        )
+        from_minutes = single.group_by("rack_id", "window_start", pl.col("_tenant_min").alias("tenant")).agg(
+            pl.col("busy_s").sum().alias("gpu_seconds"), gpu_id.sort().alias("gpu_ids")
+        )
+        parts = [from_minutes.cast(TENANT_SCHEMA), tenant_minutes(mixed_samples)]  # type: ignore[arg-type]
+        merged = (
+            pl.concat(parts)
+            .group_by("rack_id", "window_start", "tenant")
+            .agg(pl.col("gpu_seconds").sum(), pl.col("gpu_ids").explode().unique().sort())
+        )
+        return merged.cast(TENANT_SCHEMA).sort("rack_id", "window_start", "tenant")  # type: ignore[arg-type]
     return (
         samples.filter(pl.col("tenant").is_not_null())
         .group_by("rack_id", pl.col("sampled_at").dt.truncate("1m").alias("window_start"), "tenant")
@@ -97,7 +122,7 @@ def compute_windows(
     gpu_incs, gpu_last = increments_and_state(
         samples, GPU_COUNTERS, GPU_KEY, _lookback(gpu_state, GPU_KEY, GPU_COUNTERS)
     )
-    gpu = gpu_rollups(gpu_incs, state=gpu_last)
+    gpu = gpu_rollups(gpu_incs, state=gpu_last, extra=TENANT_BOUNDS)
     judged = gpu_health(gpu, t)
     gpu = gpu.join(judged, on=GPU_WINDOW_KEY, how="left")
     nodes = gpu_part(node_health(judged)).rename({"state": "gpu_state", "reasons": "gpu_reasons"})
@@ -108,7 +133,7 @@ def compute_windows(
     rack = rack.with_columns(
         pl.col("gpu_state").fill_null("unknown"), pl.col("gpu_reasons").fill_null(pl.lit([], pl.List(pl.String)))
     )
-    return WindowTables(gpu=gpu, rack=rack, tenants=tenant_minutes(samples))
+    return WindowTables(gpu=gpu.drop("_tenant_min", "_tenant_max"), rack=rack, tenants=tenant_minutes(samples, gpu))
 
 
 def judge_racks(racks: pl.DataFrame, earlier: pl.DataFrame, thresholds: HealthThresholds | None = None) -> pl.DataFrame:

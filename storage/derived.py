@@ -357,10 +357,10 @@ class DerivedTables:
         gaps = update_gaps(before.select(list(GAP_SCHEMA)), new_frames, bounds)
         detected = gaps.join(before.select(*GAP_SCHEMA, "detected_at"), on=list(GAP_SCHEMA), how="left")
         detected = detected.with_columns(pl.col("detected_at").fill_null(pl.lit(now, _UTC)))
-        untouched = all_gaps.join(keys, on=key, how="anti")
-        self._rewrite(
-            "open_gaps", pl.concat([untouched, detected.select(untouched.columns)]).sort([*key, "first_missing"])
-        )
+        order = [*key, "first_missing"]
+        if not gaps.sort(order).equals(before.select(list(GAP_SCHEMA)).sort(order)):  # most batches fill none
+            untouched = all_gaps.join(keys, on=key, how="anti")
+            self._rewrite("open_gaps", pl.concat([untouched, detected.select(untouched.columns)]).sort(order))
         all_bounds = self._current("seq_bounds")
         merged = seq_bounds(new_frames, bounds)
         self._rewrite("seq_bounds", pl.concat([all_bounds.join(keys, on=key, how="anti"), merged]).sort(key))

@@ -21,6 +21,7 @@ from processing.counters import counter_increments, increments_and_state, window
 from processing.errors import FrameShapeError
 from processing.rollups import gpu_rollups, rack_rollups
 from processing.usage import fleet_utilization, tenant_usage_hourly
+from processing.windows import TENANT_BOUNDS, tenant_minutes
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 TS = pl.Datetime("us", "UTC")
@@ -552,3 +553,13 @@ def test_lookback_state_read_off_the_sorted_rows_equals_the_aggregated_one(histo
         check_column_order=False,
         check_exact=True,
     )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=telemetry(), tenants=st.lists(st.sampled_from(["a", "b", None]), min_size=1, max_size=8))
+def test_tenant_usage_from_gpu_minutes_equals_usage_from_samples(history: Telemetry, tenants: list[str | None]) -> None:
+    samples = history.gpus().with_columns(
+        pl.Series("tenant", [tenants[i % len(tenants)] for i in range(len(history.gpu_rows))], dtype=pl.String)
+    )
+    minutes = gpu_rollups(with_gpu_incs(samples), extra=TENANT_BOUNDS)
+    assert_frame_equal(tenant_minutes(samples, minutes), tenant_minutes(samples), check_exact=True)

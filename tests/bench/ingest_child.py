@@ -50,7 +50,7 @@ def consume_step(settings: Settings) -> tuple[Step, Callable[[], None]]:
     decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir))
 
     def step() -> tuple[int, int] | None:
-        raw = source.poll(200, settings.daemon.max_batch_messages)
+        raw = source.poll(200, settings.daemon.max_batch_messages, settings.daemon.poll_top_up_ms)
         if not raw:
             return None
         return len(raw), int(decoder.decode(raw).frames["gpus"].list.len().sum())
