@@ -80,7 +80,10 @@ class StoredBefore:
         if self.frames.is_empty():
             return rack_rows, gpu_rows
         stored = self.frames.select(_FRAME_KEY)
-        return rack_rows.join(stored, on=_FRAME_KEY, how="anti"), gpu_rows.join(stored, on=_FRAME_KEY, how="anti")
+        new_frames = rack_rows.join(stored, on=_FRAME_KEY, how="anti")
+        if new_frames.height == rack_rows.height:  # the usual case: no copy of a stored frame
+            return rack_rows, gpu_rows
+        return new_frames, gpu_rows.join(stored, on=_FRAME_KEY, how="anti")
 
 
 @dataclass(frozen=True, slots=True)
