@@ -119,7 +119,12 @@ class StorageSettings(_Section):
 
     path: Path = Path("data/orbitwatch.duckdb")
     memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$")
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="DuckDB worker threads; null: 1 while processing is enabled (the main thread's recompute "
+        "needs the other core), else DuckDB's default (all cores)",
+    )
     checkpoint_threshold: str = Field("256MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$")
 
 
