@@ -128,6 +128,8 @@ class Daemon:
         Every batch judges "now" as of its own ground clock; the first idle poll
         after data brings it up to date, and later ones age the silence.
         """
+        if self.in_flight.busy:  # the connection belongs to the write in flight
+            return
         now = time.monotonic()
         fresh_data = self._last_data >= self._last_refresh
         if not (force or fresh_data or now - self._last_refresh >= self.settings.processing.now_refresh_s):

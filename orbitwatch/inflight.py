@@ -103,6 +103,12 @@ class InFlightWrite:
         finally:
             self._handoff.end()
 
+    @property
+    def busy(self) -> bool:
+        """True while a write is in flight (not yet taken with ``finish``)."""
+        with self._lock:
+            return self._future is not None
+
     def finish(self) -> FinishedWrite | None:
         """Wait for the write in flight (re-raising its error) and take it; None when there is none."""
         with self._lock:

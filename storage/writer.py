@@ -88,8 +88,8 @@ class HistoryWriter:
         """
         now = datetime.now(UTC)
         con = self._con
+        _begin(con)
         try:
-            con.execute("BEGIN TRANSACTION")
             pending: Future[DerivedRows] | None = None
             before = None
             if self.derived is not None:
@@ -154,8 +154,8 @@ class HistoryWriter:
         if self.derived is None or self._stream_time is None:
             return 0
         now = datetime.now(UTC)
+        _begin(self._con)
         try:
-            self._con.execute("BEGIN TRANSACTION")
             changed = self.derived.refresh_now(self._stream_time + timedelta(seconds=advanced_by), now)
             self._con.execute("COMMIT")
         except (duckdb.Error, pl.exceptions.PolarsError) as exc:
@@ -234,6 +234,14 @@ class HistoryWriter:
                     now,
                 ],
             )
+
+
+def _begin(con: duckdb.DuckDBPyConnection) -> None:
+    """Start a transaction, or fail with StorageError (e.g. another transaction is open on ``con``)."""
+    try:
+        con.execute("BEGIN TRANSACTION")
+    except duckdb.Error as exc:
+        raise StorageError(f"cannot start a transaction: {exc}") from exc
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
