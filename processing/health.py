@@ -75,12 +75,12 @@ class HealthThresholds:
     """...and only with at least this many in the window: one error in a minute is 60/h, yet healthy HBM
     shows a few corrected errors an hour; a *rising* rate shows as a burst."""
     seu_recent_windows: int = 10
-    """The SEU rate judged is that of the window and the ones before it, this many in all (single
-    minutes hold too few upsets to tell a storm from chance)."""
+    """The SEU rate judged is that of the window and the minutes before it, this many minutes in all
+    (single minutes hold too few upsets to tell a storm from chance)."""
     seu_baseline_windows: int = 60
-    """The rack's own norm: its mean SEU rate over this many windows before the recent ones."""
+    """The rack's own norm: its mean SEU rate over this many minutes before the recent ones."""
     seu_baseline_min_windows: int = 5
-    """No SEU judgement until the rack has this many baseline windows with data."""
+    """No SEU judgement until the rack has this many minutes with data in the norm's span."""
     seu_baseline_floor: float = 0.1
     """Smallest norm (SEUs per minute), so a quiet rack is not flagged for a handful of upsets."""
     seu_ratio_degraded: float = 10.0
@@ -269,26 +269,31 @@ def rack_rules(t: HealthThresholds) -> list[Rule]:
 
 
 def _with_seu_baseline(racks: pl.DataFrame, t: HealthThresholds) -> pl.DataFrame:
-    """``seu_recent`` (SEUs per observed minute over the recent windows), ``seu_baseline``, ``seu_ratio``.
+    """``seu_recent`` (SEUs per observed minute over the recent minutes), ``seu_baseline``, ``seu_ratio``.
 
-    Rates are per observed minute (``coverage`` minutes of frames), so gaps do not dilute them. Windows
-    are consecutive rows of a rack, oldest first (missing minutes are simply absent).
+    Spans are in time, not rows: the recent rate covers the window and the ``seu_recent_windows - 1``
+    minutes before it, the norm the ``seu_baseline_windows`` minutes before those, whichever of them have
+    data (missing minutes are simply absent). So the result depends only on the windows in those spans,
+    never on which other windows happen to be in the same frame. Rates are per observed minute
+    (``coverage`` minutes of frames), so gaps do not dilute them.
     """
     seu = pl.col("seu_inc").fill_null(0).cast(pl.Float64)
     seen = pl.when(pl.col("seu_inc").is_not_null()).then(pl.col("coverage")).otherwise(0.0)
-    n = t.seu_recent_windows
-    recent = seu.rolling_sum(n, min_samples=1) / seen.rolling_sum(n, min_samples=1)
-    base_seu = seu.shift(n).rolling_sum(t.seu_baseline_windows, min_samples=t.seu_baseline_min_windows)
-    base_seen = seen.shift(n).rolling_sum(t.seu_baseline_windows, min_samples=t.seu_baseline_min_windows)
-    trailing = pl.when(base_seen > 0).then(base_seu / base_seen)
-    baseline = pl.max_horizontal(trailing, pl.lit(t.seu_baseline_floor))
+    has_data = (seen > 0).cast(pl.Float64)
+    recent_span, whole_span = f"{t.seu_recent_windows}m", f"{t.seu_recent_windows + t.seu_baseline_windows}m"
+
+    def by_time(value: pl.Expr, span: str) -> pl.Expr:
+        return value.rolling_sum_by("window_start", window_size=span).over("rack_id")
+
+    recent = by_time(seu, recent_span) / by_time(seen, recent_span)
+    base_seu = by_time(seu, whole_span) - by_time(seu, recent_span)
+    base_seen = by_time(seen, whole_span) - by_time(seen, recent_span)
+    base_windows = by_time(has_data, whole_span) - by_time(has_data, recent_span)
+    trailing = pl.when((base_windows >= t.seu_baseline_min_windows) & (base_seen > 0)).then(base_seu / base_seen)
     return (
         racks.sort("rack_id", "window_start")
-        .with_columns(
-            recent.over("rack_id").alias("seu_recent"),
-            trailing.over("rack_id").alias("_trailing"),
-            baseline.over("rack_id").alias("seu_baseline"),
-        )
+        .with_columns(recent.alias("seu_recent"), trailing.alias("_trailing"))
+        .with_columns(pl.max_horizontal(pl.col("_trailing"), pl.lit(t.seu_baseline_floor)).alias("seu_baseline"))
         .with_columns(
             pl.when(pl.col("_trailing").is_not_null() & (pl.col("coverage") > 0))
             .then(pl.col("seu_recent") / pl.col("seu_baseline"))

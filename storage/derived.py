@@ -107,12 +107,26 @@ class DerivedUpdate:
     health_changes: int
 
 
-def _span(windows: pl.DataFrame) -> tuple[datetime, datetime]:
-    """The first and last ``window_start`` of a non-empty frame of windows."""
-    low, high = windows["window_start"].min(), windows["window_start"].max()
-    if not isinstance(low, datetime) or not isinstance(high, datetime):
-        raise TypeError("window_start must be a datetime column")
-    return low, high
+MERGE_GAP = timedelta(minutes=30)
+
+
+def _ranges(windows: pl.DataFrame, before: timedelta, after: timedelta) -> list[tuple[datetime, datetime]]:
+    """The time ranges ``[w - before, w + after]`` around ``windows``' starts, overlapping ones merged.
+
+    Every read and delete is bounded by these ranges, one statement per range, so DuckDB's zone maps
+    skip the history between two clusters of touched minutes (a batch mixing one rack's playback from
+    hours ago with other racks' live frames must not scan the hours in between). Ranges closer than
+    ``MERGE_GAP`` are merged: a little more scanning is cheaper than another statement.
+    """
+    starts = windows["window_start"].unique().sort().to_list()
+    merged: list[tuple[datetime, datetime]] = []
+    for start in starts:
+        low, high = start - before, start + after
+        if merged and low - merged[-1][1] <= MERGE_GAP:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
 
 
 def _utc(frame: pl.DataFrame) -> pl.DataFrame:
@@ -169,42 +183,49 @@ class DerivedTables:
             for name in frames:
                 self._con.unregister(name)
 
+    def _in_ranges(self, sql: str, ranges: list[tuple[datetime, datetime]], **frames: pl.DataFrame) -> pl.DataFrame:
+        """``sql`` (with ``?`` for a range's low and high) once per range, results concatenated."""
+        parts = [self._query(sql, [low, high], **frames) for low, high in ranges]
+        return pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
+
     def _rows_of_windows(self, table: str, windows: pl.DataFrame) -> pl.DataFrame:
         """Every stored row of ``table`` (``gpu_samples``/``rack_frames``) sampled in ``windows``' minutes."""
-        low, high = _span(windows)
         columns = ", ".join(f"s.{c}" for c in _table_columns(self._con, table) if c not in _RAW_SKIP)
-        return self._query(
+        return self._in_ranges(
             f"""SELECT {columns} FROM {table} s SEMI JOIN wanted w
                 ON s.rack_id = w.rack_id AND s.sampled_at >= w.window_start
                 AND s.sampled_at < w.window_start + INTERVAL 1 MINUTE
             WHERE s.sampled_at >= ? AND s.sampled_at < ?""",
-            [low, high + _MINUTE],
+            _ranges(windows, timedelta(0), _MINUTE),
             wanted=windows,
         )
 
     def _windows_before(self, table: str, columns: str, windows: pl.DataFrame, minutes: int) -> pl.DataFrame:
         """Stored rows of ``table`` in the ``minutes`` before each window, excluding the windows themselves."""
-        low, high = _span(windows)
-        return self._query(
+        return self._in_ranges(
             f"""SELECT {columns} FROM {table} s
             WHERE s.window_start >= ? AND s.window_start < ?
             AND EXISTS (SELECT 1 FROM wanted w WHERE w.rack_id = s.rack_id
-                AND s.window_start >= w.window_start - to_minutes(?::BIGINT) AND s.window_start < w.window_start)
+                AND s.window_start >= w.window_start - INTERVAL {int(minutes)} MINUTE
+                AND s.window_start < w.window_start)
             AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.rack_id = s.rack_id AND w.window_start = s.window_start)""",
-            [low - timedelta(minutes=minutes), high, minutes],
+            _ranges(windows, timedelta(minutes=minutes), timedelta(0)),
             wanted=windows,
         )
 
-    def _next_stored_windows(self, late: pl.DataFrame) -> pl.DataFrame:
-        """Per late frame's window, the rack's next stored window within the counter horizon."""
-        low, high = _span(late)
-        return self._query(
-            """SELECT l.rack_id, min(s.window_start) AS window_start FROM late l JOIN rack_windows_1m s
-                ON s.rack_id = l.rack_id AND s.window_start > l.window_start
-                AND s.window_start <= l.window_start + to_minutes(?::BIGINT)
+    def _following_windows(self, late: pl.DataFrame) -> pl.DataFrame:
+        """The rack's stored windows within the counter horizon after each late frame's window.
+
+        A late frame becomes the previous reading of the next readable sample of each GPU: usually in the
+        next stored minute, later when a GPU was missing from frames or its counter unreadable, but
+        always within the horizon. Recomputing every stored minute of the horizon is exact.
+        """
+        return self._in_ranges(
+            f"""SELECT DISTINCT s.rack_id, s.window_start FROM rack_windows_1m s
             WHERE s.window_start > ? AND s.window_start <= ?
-            GROUP BY l.rack_id, l.window_start""",
-            [HORIZON_MINUTES, low, high + timedelta(minutes=HORIZON_MINUTES)],
+            AND EXISTS (SELECT 1 FROM late l WHERE l.rack_id = s.rack_id AND s.window_start > l.window_start
+                AND s.window_start <= l.window_start + INTERVAL {HORIZON_MINUTES} MINUTE)""",
+            _ranges(late, timedelta(0), timedelta(minutes=HORIZON_MINUTES)),
             late=late,
         )
 
@@ -321,33 +342,32 @@ class DerivedTables:
         own = offered.select("rack_id", pl.col("sampled_at").dt.truncate("1m").alias("window_start")).unique()
         if late.is_empty():
             return own.sort(WINDOW_KEY)
-        following = self._next_stored_windows(late)
+        following = self._following_windows(late)
         return pl.concat([own, following.cast(own.schema)]).unique().sort(WINDOW_KEY)
 
     def _later_windows(self, touched: pl.DataFrame, span: int) -> pl.DataFrame:
         """Stored rack windows in the ``span`` minutes after a recomputed window, not recomputed themselves."""
-        low, high = _span(touched)
         columns = ", ".join(f"s.{c}" for c in self._columns["rack_windows_1m"])
-        return self._query(
+        return self._in_ranges(
             f"""SELECT {columns} FROM rack_windows_1m s
             WHERE s.window_start > ? AND s.window_start <= ?
             AND EXISTS (SELECT 1 FROM wanted w WHERE w.rack_id = s.rack_id
-                AND s.window_start > w.window_start AND s.window_start <= w.window_start + to_minutes(?::BIGINT))
+                AND s.window_start > w.window_start AND s.window_start <= w.window_start + INTERVAL {int(span)} MINUTE)
             AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.rack_id = s.rack_id AND w.window_start = s.window_start)""",
-            [low, high + timedelta(minutes=span), span],
+            _ranges(touched, timedelta(0), timedelta(minutes=span)),
             wanted=touched,
         )
 
     def _replace(self, table: str, windows: pl.DataFrame, rows: pl.DataFrame) -> None:
         """Delete ``windows``' rows of ``table`` and insert ``rows`` in their place."""
-        low, high = _span(windows)
         self._con.register("gone", windows.select(WINDOW_KEY))
         try:
-            self._con.execute(
-                f"""DELETE FROM {table} t WHERE t.window_start >= ? AND t.window_start <= ?
-                AND EXISTS (SELECT 1 FROM gone g WHERE g.rack_id = t.rack_id AND g.window_start = t.window_start)""",
-                [low, high],
-            )
+            for low, high in _ranges(windows, timedelta(0), timedelta(0)):
+                self._con.execute(
+                    f"""DELETE FROM {table} t WHERE t.window_start >= ? AND t.window_start <= ? AND EXISTS
+                    (SELECT 1 FROM gone g WHERE g.rack_id = t.rack_id AND g.window_start = t.window_start)""",
+                    [low, high],
+                )
         finally:
             self._con.unregister("gone")
         _insert(self._con, table, self._columns[table], rows)
@@ -362,12 +382,24 @@ class DerivedTables:
         detected = detected.with_columns(pl.col("detected_at").fill_null(pl.lit(now, _UTC)))
         order = [*key, "first_missing"]
         if not gaps.sort(order).equals(before.select(list(GAP_SCHEMA)).sort(order)):  # most batches fill none
-            untouched = all_gaps.join(keys, on=key, how="anti")
-            self._rewrite("open_gaps", pl.concat([untouched, detected.select(untouched.columns)]).sort(order))
-        all_bounds = self._current("seq_bounds")
-        merged = seq_bounds(new_frames, bounds)
-        self._rewrite("seq_bounds", pl.concat([all_bounds.join(keys, on=key, how="anti"), merged]).sort(key))
+            self._replace_keys("open_gaps", keys, detected.select(all_gaps.columns).sort(order))
+        self._replace_keys("seq_bounds", keys, seq_bounds(new_frames, bounds))
         return detected.height
+
+    def _replace_keys(self, name: str, keys: pl.DataFrame, rows: pl.DataFrame) -> None:
+        """Replace a per-(rack, epoch) state table's rows of ``keys`` with ``rows``, in DuckDB and the cache."""
+        key = ["rack_id", "boot_epoch"]
+        self._con.register("k", keys.select(key))
+        try:
+            self._con.execute(
+                f"DELETE FROM {name} t WHERE EXISTS (SELECT 1 FROM k WHERE k.rack_id = t.rack_id "
+                "AND k.boot_epoch = t.boot_epoch)"
+            )
+        finally:
+            self._con.unregister("k")
+        _insert(self._con, name, list(rows.columns), rows)
+        kept = self._current(name).join(keys, on=key, how="anti")
+        self._pending[name] = pl.concat([kept, rows.select(kept.columns)], how="vertical_relaxed")
 
     def _update_link(self, new_frames: pl.DataFrame) -> None:
         """Fold the new frames into each rack's link state (passes, last frame)."""

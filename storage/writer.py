@@ -8,6 +8,7 @@ last committed batch ended.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from storage.derived import DerivedRows, DerivedTables, DerivedUpdate, StoredBef
 from storage.errors import StorageError
 
 _FRAME_KEY = ["rack_id", "boot_epoch", "frame_seq"]
+CLOCK_SKEW = timedelta(minutes=5)
 ComputeOn = Callable[[Callable[[], DerivedRows]], "Future[DerivedRows]"]
 """Runs a computation elsewhere (the daemon's main thread) and returns its future."""
 
@@ -88,6 +90,7 @@ class HistoryWriter:
         """
         now = datetime.now(UTC)
         con = self._con
+        clock = self._stream_time  # restored if the batch is rolled back
         _begin(con)
         try:
             pending: Future[DerivedRows] | None = None
@@ -107,9 +110,8 @@ class HistoryWriter:
             derived = self._derive(before, pending, batch, new_keys, now) if before is not None else None
             con.execute("COMMIT")
         except Exception as exc:
-            con.execute("ROLLBACK")
-            if self.derived is not None:
-                self.derived.rolled_back()
+            self._rolled_back()
+            self._stream_time = clock
             if isinstance(exc, duckdb.Error | pl.exceptions.PolarsError):
                 raise StorageError(f"batch write failed and was rolled back: {exc}") from exc
             raise
@@ -118,6 +120,13 @@ class HistoryWriter:
         duplicates = sum(p.duplicates_in_batch for p in batch.progress.values())
         duplicates += batch.rack_rows.height - new_keys.height
         return StoredBatch(new_keys.height, samples, duplicates, dead.height, derived)
+
+    def _rolled_back(self) -> None:
+        """After a failure: roll back (a failed COMMIT has already) and forget the derived state changes."""
+        with contextlib.suppress(duckdb.Error):  # no transaction active: DuckDB rolled back itself
+            self._con.execute("ROLLBACK")
+        if self.derived is not None:
+            self.derived.rolled_back()
 
     def _derive(
         self,
@@ -139,9 +148,13 @@ class HistoryWriter:
             # outside its window: a corrupt sampled_at): recompute from the rows actually inserted.
             rows = self.derived.compute(before, rack_rows, gpu_rows) if not rack_rows.is_empty() else None
         if not batch.rack_rows.is_empty():
+            # The ground's clock: the newest receive time, never ahead of the wall clock by more than the
+            # tolerated skew (one producer's bad timestamp must not make every rack look silent).
             newest = batch.rack_rows["received_at"].max()
-            if isinstance(newest, datetime) and (self._stream_time is None or newest > self._stream_time):
-                self._stream_time = newest
+            if isinstance(newest, datetime):
+                newest = min(newest, now + CLOCK_SKEW)
+                if self._stream_time is None or newest > self._stream_time:
+                    self._stream_time = newest
         return self.derived.after_insert(before, rows, rack_rows, self._stream_time, now)
 
     def refresh_now(self, advanced_by: float) -> int:
@@ -158,10 +171,11 @@ class HistoryWriter:
         try:
             changed = self.derived.refresh_now(self._stream_time + timedelta(seconds=advanced_by), now)
             self._con.execute("COMMIT")
-        except (duckdb.Error, pl.exceptions.PolarsError) as exc:
-            self._con.execute("ROLLBACK")
-            self.derived.rolled_back()
-            raise StorageError(f"health refresh failed and was rolled back: {exc}") from exc
+        except Exception as exc:
+            self._rolled_back()
+            if isinstance(exc, duckdb.Error | pl.exceptions.PolarsError):
+                raise StorageError(f"health refresh failed and was rolled back: {exc}") from exc
+            raise
         self.derived.committed()
         return changed
 

@@ -167,3 +167,50 @@ def test_a_database_from_before_the_derived_tables_is_migrated(tmp_path: Path) -
     assert con2.execute("SELECT max(version) FROM schema_migrations").fetchall() == [(2,)]
     assert con2.execute("SELECT count(*) FROM fleet_health_now").fetchall() == [(0,)]
     con2.close()
+
+
+def test_a_late_frame_reaches_a_gpu_whose_next_sample_is_minutes_later(late: Store, tmp_path: Path) -> None:
+    # GPU 1 is missing from the frames of minute 1 (fell off the bus): after late frame 50, its next
+    # readable sample is in minute 2, not in the next stored minute; every stored minute of the horizon
+    # after a late frame is recomputed, so the ECC rise at second 50 is counted once.
+    def with_gpus(second: int) -> bytes:
+        values: dict[str, Any] = {"ecc_dbe": 0, "nvlink_errors": 0, "xid": None, "throttle_reasons": 0}
+        gpus = [0] if 60 <= second < 120 else [0, 1]
+        samples = [gpu_sample(0, k, **values, ecc_sbe=(4 if k == 1 and second >= 50 else 0)) for k in gpus]
+        return encode_message(rack_frame(frame_seq=second, sampled_at=T0 + timedelta(seconds=second), gpus=samples), 2)
+
+    seconds = range(0, 180, 10)
+    late.store([with_gpus(s) for s in seconds if s != 50])
+    late.store([with_gpus(50)], received_ms=HOURS_LATE_MS)
+    in_order = Store(tmp_path / "in-order.duckdb")
+    in_order.store([with_gpus(s) for s in seconds])
+    query = "SELECT minute(window_start), ecc_sbe_inc FROM gpu_windows_1m WHERE gpu = 1 ORDER BY 1"
+    assert late.rows(query) == in_order.rows(query) == [(0, 4), (2, 0)]
+    in_order.con.close()
+
+
+def test_rack_health_does_not_depend_on_how_frames_were_batched(tmp_path: Path) -> None:
+    # 40 minutes, two frames a minute: 1 SEU/min, minutes 12-19 lost, a storm of 30/min from minute 30.
+    seu, frames = 0, []
+    for minute in [*range(12), *range(20, 40)]:
+        for second in (0, 30):
+            seu += (30 if minute >= 30 else 1) if second == 30 else 0
+            radiation = {"seu_count": seu, "dose_rate_mrad_h": 1.5}
+            sampled = T0 + timedelta(minutes=minute, seconds=second)
+            frames.append((minute, encode_message(rack_frame(frame_seq=minute * 60 + second, sampled_at=sampled,
+                                                             gpus=[], radiation=radiation), 2)))  # fmt: skip
+    stores = [Store(tmp_path / f"{name}.duckdb") for name in ("one", "three", "late")]
+    received = HOURS_LATE_MS  # all after the last sample (a frame sampled after its receipt is rejected)
+    stores[0].store([f for _, f in frames], received_ms=received)
+    for part in ((0, 12), (12, 30), (30, 40)):
+        stores[1].store([f for m, f in frames if part[0] <= m < part[1]], received_ms=received)
+    stores[2].store([f for m, f in frames if m < 12 or m >= 30], received_ms=received)
+    stores[2].store([f for m, f in frames if 12 <= m < 30], received_ms=received + 3_600_000)
+    tables = [s.table("rack_windows_1m", ["computed_at", "last_frame_at"]) for s in stores]
+    for other in tables[1:]:
+        assert_frame_equal(other, tables[0], check_exact=True)
+    states = tables[0].sort("window_start")["state"].to_list()
+    assert "degraded" in states[-10:], "the storm must be found"
+    assert set(states[:-10]) == {"ok"}
+    for store in stores:
+        store.con.close()
