@@ -17,14 +17,11 @@ entity (``keys``, e.g. ``rack_id, node, gpu``) and ``boot_epoch``, in ``frame_se
 **Why a horizon.** It makes every increment depend only on samples at most ``HORIZON_MINUTES`` before it,
 so a window can be computed from its samples plus the last readings of the ``HORIZON_MINUTES`` minutes
 before it (``lookback`` rows: in the daemon, the stored per-minute ``<counter>_last`` state), and a late
-frame F changes only its own window and the window of the next present sample after it (whose previous
-reading becomes F's) when that sample lies within the horizon. The cost of storing a late frame does not
-depend on how long the history is.
-
-One limit, documented in the README: when the sample right after a late frame has an unreadable (NULL)
-counter, the next readable sample's increment changes too; the daemon recomputes the window of the next
-present frame only, so that later window keeps its old increment until it is recomputed for another
-reason. The simulator never produces unreadable counters; real racks report them rarely.
+frame F changes only its own window and the windows of the next readable samples after it (whose previous
+reading becomes F's), all within the horizon: the daemon recomputes every stored minute of the horizon
+after F's, which is exact whether the next sample is in the next minute or later (a GPU missing from
+frames, an unreadable reading). The cost of storing a late frame does not depend on how long the history
+is.
 
 Assumption: within a rack and epoch, ``sampled_at`` increases with ``frame_seq``.
 """

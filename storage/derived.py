@@ -3,13 +3,13 @@
 ``HistoryWriter.write`` calls, inside the transaction of a batch:
 
 1. ``before_insert`` (reads, before the raw rows go in): **which windows** the batch touches (the minutes
-   of its frames and, for *late* frames, sampled before the newest frame stored for their rack, the next
-   stored minute of the rack within the counter horizon, whose first increment now starts from the late
-   frame: ``processing.counters``); the rows already stored in those minutes; the ``<counter>_last``
+   of its frames and, for *late* frames, sampled before the newest frame stored for their rack, every
+   stored minute of the rack within the counter horizon after them, whose increments may now start from
+   the late frame: ``processing.counters``); the rows already stored in those minutes; the ``<counter>_last``
    state of the ``HORIZON_MINUTES`` stored minutes before each, the rack minutes the SEU norm needs, and,
    after late frames, the stored minutes whose norm moves. Everything read is bounded by the batch's
-   minutes and fixed spans around them, and DuckDB prunes row groups by time (zone maps), so the cost
-   follows the batch, not the length of the history.
+   minutes and fixed spans around them, one statement per cluster of minutes, and DuckDB prunes row
+   groups by time (zone maps), so the cost follows the batch, not the length of the history.
 2. ``compute`` (pure polars, no database): the windows **recomputed from all their rows**
    (``processing.windows``), GPU, node and rack health in event time, tenant usage. The daemon runs it
    on its main thread while the writer thread inserts the raw rows.
