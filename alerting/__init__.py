@@ -1,0 +1,1 @@
+"""Alert rules on the processed windows: YAML rules files (``alerting.rules``), evaluation (``alerting.evaluate``)."""
