@@ -1,4 +1,4 @@
-"""The ``orbitwatch`` command line: run, simulate, query, check-config, health, broker, demo."""
+"""The ``orbitwatch`` command line: run, simulate, query, replay, check-config, health, broker, demo, rules."""
 
 from __future__ import annotations
 
@@ -188,6 +188,27 @@ def broker(port: int) -> None:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+@main.group()
+def rules() -> None:
+    """Alert rules files (alerting is being built: rules are checked, not yet evaluated by the daemon)."""
+
+
+@rules.command("check")
+@click.argument("path", type=click.Path(path_type=Path))
+def rules_check(path: Path) -> None:
+    """Validate a rules file: every problem is listed with its rule and field; exit 1 if any."""
+    from alerting.errors import RulesError
+    from alerting.rules import load_rules
+
+    try:
+        ruleset = load_rules(path)
+    except RulesError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for rule in ruleset.rules:
+        click.echo(f"{rule.name}: scope {rule.scope}, {rule.kind}, group by {', '.join(rule.group_by)}")
+    click.echo(f"{path}: {len(ruleset.rules)} rules, {len(ruleset.hooks)} hooks, {len(ruleset.routes)} routes: valid")
 
 
 main.add_command(simulate)

@@ -137,3 +137,19 @@ def test_help_answers_questions() -> None:
     run_help = orbitwatch("run", "--help")
     assert "SIGTERM" in run_help.stdout
     assert "ORBITWATCH_CONFIG" in run_help.stdout
+
+
+def test_rules_check_accepts_the_example_and_names_rule_and_field_of_each_problem(tmp_path: Path) -> None:
+    ok = orbitwatch("rules", "check", str(Path(__file__).parents[1] / "deploy" / "alerts" / "rules.example.yaml"))
+    assert ok.returncode == 0, ok.stderr
+    assert "valid" in ok.stdout
+    bad = tmp_path / "rules.yaml"
+    bad.write_text(
+        "rules:\n  - name: hot\n    scope: gpu\n    threshold: {column: temp_max, op: '>', warning: 90, critical: 80}\n"
+        "  - name: hot\n    scope: planet\n    state: {in: [critical]}\n"
+    )
+    result = orbitwatch("rules", "check", str(bad))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "rule 'hot' (#1): threshold: critical (80) must be above warning (90)" in result.stderr
+    assert "rule 'hot' (#2): scope" in result.stderr
