@@ -158,6 +158,16 @@ class ProcessingSettings(_Section):
     contact_tolerance_s: float = Field(300.0, ge=0, description="lateness after a predicted pass before stale")
 
 
+class AlertingSettings(_Section):
+    """Alert rules evaluated on the processed data, notified through an outbox (needs processing)."""
+
+    rules_file: Path | None = Field(None, description="YAML rules, hooks and routes; null: no alerting")
+    external_url: str = Field("http://127.0.0.1", description="link to orbitwatch in notifications")
+    max_attempts: int = Field(8, ge=1, le=100, description="delivery attempts before a notification fails")
+    base_backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles up to max_backoff_s")
+    max_backoff_s: float = Field(300.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All orbitwatch settings."""
 
@@ -170,6 +180,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     daemon: DaemonSettings = DaemonSettings()
     processing: ProcessingSettings = ProcessingSettings()
+    alerting: AlertingSettings = AlertingSettings()
 
     @classmethod
     def settings_customise_sources(

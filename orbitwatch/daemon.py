@@ -11,7 +11,12 @@ from types import FrameType
 
 import duckdb
 
+from alerting.delivery import DeliveryWorker
+from alerting.errors import AlertingError, RulesError
+from alerting.hooks import build_hook
+from alerting.rules import RuleSet, load_rules
 from ingest.codec import FrameDecoder
+from ingest.errors import ConfigError
 from ingest.registry import SchemaRegistry
 from ingest.settings import Settings
 from ingest.source import KafkaSource
@@ -21,6 +26,7 @@ from orbitwatch.inflight import FinishedWrite, InFlightWrite, seconds_since
 from orbitwatch.metrics import DaemonMetrics
 from orbitwatch.report import Reporter
 from processing.rows import prepare_batch
+from storage.alerts import AlertTables
 from storage.database import open_database
 from storage.derived import ContactModel, DerivedTables
 from storage.writer import HistoryWriter, StoredBatch
@@ -42,13 +48,16 @@ class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         storage = settings.storage
+        rules = load_alert_rules(settings)  # a bad rules file stops the daemon before it opens anything
         self._con = open_database(
             storage.path,
             memory_limit=storage.memory_limit,
             threads=duckdb_threads(settings),
             checkpoint_threshold=storage.checkpoint_threshold,
         )
-        self.writer = HistoryWriter(self._con, derived_tables(self._con, settings))
+        alerts = AlertTables(self._con, rules, settings.alerting.external_url) if rules is not None else None
+        self.writer = HistoryWriter(self._con, derived_tables(self._con, settings), alerts)
+        self.delivery = delivery_worker(self._con, rules, settings) if rules is not None else None
         self.in_flight = InFlightWrite(self.writer)
         self.decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir, settings.registry.url))
         topic = settings.kafka.topic
@@ -85,11 +94,15 @@ class Daemon:
             return None
         self.source.commit(finished.next_offsets())
         self._observe(finished)
+        if self.delivery is not None and self.writer.alerts is not None and self.writer.alerts.last_enqueued:
+            self.delivery.wake()
         return BatchResult(finished.messages, finished.stored)
 
     def run(self, *, exit_when_idle_s: float | None = None, max_messages: int | None = None) -> int:
         """Run batches until SIGTERM/SIGINT, idleness or a message budget; returns messages committed."""
         self._install_signal_handlers()
+        if self.delivery is not None:
+            self.delivery.start()
         if self.settings.daemon.metrics_port is not None:
             port = self.metrics.serve(self.settings.daemon.metrics_host, self.settings.daemon.metrics_port)
             log.info("metrics on http://%s:%d/metrics", self.settings.daemon.metrics_host, port)
@@ -142,6 +155,8 @@ class Daemon:
     def close(self) -> None:
         """Finish the write in flight, leave the consumer group, close the database (checkpointing it)."""
         self.in_flight.close()
+        if self.delivery is not None:
+            self.delivery.stop(timeout=10.0)
         self.source.close()
         self._con.close()
         log.info("closed")
@@ -198,6 +213,40 @@ def duckdb_threads(settings: Settings) -> int | None:
     if settings.storage.threads is not None:
         return settings.storage.threads
     return 1 if settings.processing.enabled else None
+
+
+def load_alert_rules(settings: Settings) -> RuleSet | None:
+    """The alert rules file of the settings (None without one); an invalid file is a ConfigError."""
+    path = settings.alerting.rules_file
+    if path is None:
+        return None
+    if not settings.processing.enabled:
+        raise ConfigError("alerting.rules_file needs processing.enabled = true (rules run on the derived tables)")
+    try:
+        rules = load_rules(path)
+    except RulesError as exc:
+        raise ConfigError(str(exc)) from exc
+    rates = [rule.name for rule in rules.rules if rule.kind == "rate"]
+    if rates:  # they need earlier windows as context, which the daemon does not pass yet
+        raise ConfigError(f"{path}: rate rules are not evaluated by the daemon yet: {', '.join(rates)}")
+    return rules
+
+
+def delivery_worker(con: duckdb.DuckDBPyConnection, rules: RuleSet, settings: Settings) -> DeliveryWorker:
+    """The outbox's delivery worker with the rules file's hooks (built, hence checked, at start-up)."""
+    a = settings.alerting
+    try:
+        hooks = {h.name: build_hook(h.kind, h.settings, h.name, kafka=settings.kafka) for h in rules.hooks}
+    except AlertingError as exc:
+        raise ConfigError(f"alerting hooks in {a.rules_file}: {exc}") from exc
+    cursor = con.cursor()  # made here, while no other thread uses the connection; the worker's alone
+    return DeliveryWorker(
+        lambda: cursor,
+        hooks,
+        max_attempts=a.max_attempts,
+        base_backoff_s=a.base_backoff_s,
+        cap_backoff_s=a.max_backoff_s,
+    )
 
 
 def derived_tables(con: duckdb.DuckDBPyConnection, settings: Settings) -> DerivedTables | None:

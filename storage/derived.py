@@ -153,6 +153,8 @@ class DerivedTables:
         self._state = {name: self._query(f"SELECT * FROM {name}") for name in _STATE_TABLES}
         self._state["rack_link"] = self._state["rack_link"].select(list(LINK_SCHEMA)).cast(LINK_SCHEMA)  # type: ignore[arg-type]
         self._pending: dict[str, pl.DataFrame] = {}
+        self.last_now: pl.DataFrame = pl.DataFrame()
+        """The latest "now" judgement (``NOW_COLUMNS``), for alert rules of scope ``rack_now``."""
 
     def committed(self) -> None:
         """The writer committed: the state changed in its transaction becomes the state."""
@@ -431,6 +433,7 @@ class DerivedTables:
         ).filter(pl.col("before").is_null() | (pl.col("before") != pl.col("state")))
         columns = [*NOW_COLUMNS, "last_known_reasons"]
         self._rewrite("rack_health_now", judged.select(columns).cast(previous.schema))
+        self.last_now = judged.select(NOW_COLUMNS)
         log = changed.select(
             "rack_id", "as_of", "state", "reasons", "last_window_start", pl.lit(now, _UTC).alias("logged_at")
         )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from alerting.lifecycle import STATE_DDL
+from alerting.outbox import OUTBOX_DDL
 from storage.errors import SchemaVersionError
 
 _GPU_WINDOW_TABLE = """CREATE TABLE gpu_windows_1m (
@@ -346,6 +348,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                         sum(samples) / sum(expected_s) AS coverage
                     FROM gpu_windows_1m GROUP BY window_start)""",
         ),
+    ),
+    Migration(
+        3,
+        "alerting: alert lifecycle state and the notification outbox",
+        (STATE_DDL, *OUTBOX_DDL),
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -19,6 +19,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from alerting.rules import Scope
+from storage.alerts import AlertTables
 from storage.derived import DerivedRows, DerivedTables, DerivedUpdate, StoredBefore
 from storage.errors import StorageError
 
@@ -62,9 +64,12 @@ class StoredBatch:
 class HistoryWriter:
     """Writes batches to an open DuckDB connection that this process owns."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, derived: DerivedTables | None = None) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, derived: DerivedTables | None = None, alerts: AlertTables | None = None
+    ) -> None:
         self._con = con
         self.derived = derived
+        self.alerts = alerts if derived is not None else None
         self._stream_time: datetime | None = None
         if derived is not None:  # resume the ground's clock where the last run left it
             row = con.execute("SELECT max(as_of) FROM rack_health_now").fetchone()
@@ -115,11 +120,16 @@ class HistoryWriter:
             if isinstance(exc, duckdb.Error | pl.exceptions.PolarsError):
                 raise StorageError(f"batch write failed and was rolled back: {exc}") from exc
             raise
-        if self.derived is not None:
-            self.derived.committed()
+        self._committed()
         duplicates = sum(p.duplicates_in_batch for p in batch.progress.values())
         duplicates += batch.rack_rows.height - new_keys.height
         return StoredBatch(new_keys.height, samples, duplicates, dead.height, derived)
+
+    def _committed(self) -> None:
+        if self.derived is not None:
+            self.derived.committed()
+        if self.alerts is not None:
+            self.alerts.committed()
 
     def _rolled_back(self) -> None:
         """After a failure: roll back (a failed COMMIT has already) and forget the derived state changes."""
@@ -127,6 +137,8 @@ class HistoryWriter:
             self._con.execute("ROLLBACK")
         if self.derived is not None:
             self.derived.rolled_back()
+        if self.alerts is not None:
+            self.alerts.rolled_back()
 
     def _derive(
         self,
@@ -155,7 +167,22 @@ class HistoryWriter:
                 newest = min(newest, now + CLOCK_SKEW)
                 if self._stream_time is None or newest > self._stream_time:
                     self._stream_time = newest
-        return self.derived.after_insert(before, rows, rack_rows, self._stream_time, now)
+        update = self.derived.after_insert(before, rows, rack_rows, self._stream_time, now)
+        self._alert(rows, now)
+        return update
+
+    def _alert(self, rows: DerivedRows | None, now: datetime) -> None:
+        """Evaluate the alert rules on what this transaction recomputed and judged (when alerting is on)."""
+        if self.alerts is None or self.derived is None or self._stream_time is None:
+            return
+        racks = [r for r in (rows.rack, rows.later) if not r.is_empty()] if rows is not None else []
+        frames: dict[Scope, pl.DataFrame] = {
+            "gpu": rows.gpu if rows is not None else pl.DataFrame(),
+            "rack": pl.concat(racks, how="diagonal_relaxed") if racks else pl.DataFrame(),
+            "rack_now": self.derived.last_now,
+        }
+        self.derived.last_now = pl.DataFrame()
+        self.alerts.step(frames, self._stream_time, now)
 
     def refresh_now(self, advanced_by: float) -> int:
         """Re-judge ``fleet_health_now`` at the ground's clock advanced by ``advanced_by`` idle seconds.
@@ -170,13 +197,14 @@ class HistoryWriter:
         _begin(self._con)
         try:
             changed = self.derived.refresh_now(self._stream_time + timedelta(seconds=advanced_by), now)
+            self._alert(None, now)
             self._con.execute("COMMIT")
         except Exception as exc:
             self._rolled_back()
             if isinstance(exc, duckdb.Error | pl.exceptions.PolarsError):
                 raise StorageError(f"health refresh failed and was rolled back: {exc}") from exc
             raise
-        self.derived.committed()
+        self._committed()
         return changed
 
     def _insert(self, table: str, columns: list[str], rows: pl.DataFrame, returning: str = "") -> list[Any]:

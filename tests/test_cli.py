@@ -153,3 +153,14 @@ def test_rules_check_accepts_the_example_and_names_rule_and_field_of_each_proble
     assert "Traceback" not in result.stderr
     assert "rule 'hot' (#1): threshold: critical (80) must be above warning (90)" in result.stderr
     assert "rule 'hot' (#2): scope" in result.stderr
+
+
+def test_run_with_a_bad_rules_file_stops_at_start_up_naming_rule_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("rules:\n  - name: hot\n    scope: gpu\n    threshold: {column: temp_max, op: '>'}\n")
+    env = {"ORBITWATCH_ALERTING__RULES_FILE": str(bad), "ORBITWATCH_STORAGE__PATH": str(tmp_path / "h.duckdb")}
+    result = orbitwatch("run", "--max-messages", "1", env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "rule 'hot' (#1): threshold" in result.stderr
+    assert not (tmp_path / "h.duckdb").exists(), "nothing is opened before the rules are valid"

@@ -156,7 +156,7 @@ def test_processing_disabled_stores_raw_rows_only(tmp_path: Path) -> None:
 def test_a_database_from_before_the_derived_tables_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "v1.duckdb"
     with duckdb.connect(str(path)) as con:
-        from storage.schema import MIGRATIONS
+        from storage.schema import LATEST_VERSION, MIGRATIONS
 
         con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR NOT NULL, "
                     "applied_at TIMESTAMPTZ NOT NULL)")  # fmt: skip
@@ -164,7 +164,7 @@ def test_a_database_from_before_the_derived_tables_is_migrated(tmp_path: Path) -
             con.execute(statement)
         con.execute("INSERT INTO schema_migrations VALUES (1, 'backbone', now())")
     con2 = open_database(path)
-    assert con2.execute("SELECT max(version) FROM schema_migrations").fetchall() == [(2,)]
+    assert con2.execute("SELECT max(version) FROM schema_migrations").fetchall() == [(LATEST_VERSION,)]
     assert con2.execute("SELECT count(*) FROM fleet_health_now").fetchall() == [(0,)]
     con2.close()
 
