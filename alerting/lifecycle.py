@@ -64,7 +64,7 @@ import polars as pl
 
 from alerting.evaluate import RUN_SCHEMA, UTC_US, WINDOW, condition_windows, instances
 from alerting.payload import FIRING, RESOLVED, AlertItem, Notification
-from alerting.rules import HealthState, Rule, Scope, Severity
+from alerting.rules import ROUTING_LABEL, HealthState, Rule, Scope, Severity
 
 PLAYBACK_AFTER = timedelta(minutes=10)
 """Alerts learned more than this after their event time are marked ``playback``."""
@@ -515,7 +515,8 @@ def _item(row: _Row) -> AlertItem:
 def group_notifications(transitions: pl.DataFrame, receiver_for: Callable[[dict[str, str]], str]) -> list[Notification]:
     """One ``Notification`` per receiver, group and status (``updated`` alerts are ``firing``).
 
-    ``receiver_for(labels)`` names an alert's receiver. ``group_key`` is ``"<receiver>:<group JSON>"``,
+    ``receiver_for(labels)`` names an alert's receiver; it also sees ``playback`` ("true"/"false"), so
+    alerts raised from played-back data can be routed to another hook. ``group_key`` is ``"<receiver>:<group JSON>"``,
     the same for a group's firing and resolved notifications. Firing notifications come first, then
     resolved ones (each by receiver and group), so an alert that fired and resolved within one evaluation
     ends resolved at the receiver; an alert appears once per notification (its last transition).
@@ -524,7 +525,8 @@ def group_notifications(transitions: pl.DataFrame, receiver_for: Callable[[dict[
     groups: dict[tuple[str, str, str], dict[str, AlertItem]] = {}
     for row in transitions.iter_rows(named=True):
         item = _item(row)
-        key = (item.status, receiver_for(item.labels), row["group"])
+        routing = {**item.labels, ROUTING_LABEL: "true" if item.playback else "false"}
+        key = (item.status, receiver_for(routing), row["group"])
         groups.setdefault(key, {})[item.fingerprint] = item
     ordered = sorted(groups.items(), key=lambda entry: (entry[0][0] != FIRING, entry[0][1:]))
     return [

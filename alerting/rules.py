@@ -99,6 +99,9 @@ ConditionKind = Literal["threshold", "state", "rate", "absent"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 """Severities from least to most severe."""
 BUILTIN_LABELS: tuple[BuiltinLabel, ...] = ("rule", "satellite", "rack_id", "node", "gpu", "severity")
+ROUTING_LABEL = "playback"
+"""Routes may also match ``playback: "true"`` (raised from data played back long after it was sampled),
+to send those to another hook; it is not an alert label (so it does not change fingerprints or groups)."""
 """Labels the evaluation sets on every instance (``node``/``gpu`` in scope gpu only), in canonical order."""
 ENTITY: dict[Scope, tuple[str, ...]] = {
     "gpu": ("rack_id", "node", "gpu"),
@@ -462,7 +465,7 @@ def _cross_problems(
         elif isinstance(name, str):
             first[name] = index
     declared = sorted(first)
-    labels: set[str] = set(BUILTIN_LABELS)
+    labels: set[str] = {*BUILTIN_LABELS, ROUTING_LABEL}
     for static in rule_labels:
         if isinstance(static, dict):
             labels.update(key for key in static if isinstance(key, str))

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ingest.errors import IngestError
 from ingest.settings import redacted
+from orbitwatch.alerts_cmd import alerts, rules_dry_run
 from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit, setup_logging
 from orbitwatch.demo import demo
 from orbitwatch.errors import OrbitwatchError
@@ -192,7 +193,7 @@ def broker(port: int) -> None:
 
 @main.group()
 def rules() -> None:
-    """Alert rules files (alerting is being built: rules are checked, not yet evaluated by the daemon)."""
+    """Alert rules files: check one, or replay it over the stored history (dry run)."""
 
 
 @rules.command("check")
@@ -212,6 +213,8 @@ def rules_check(path: Path) -> None:
 
 
 main.add_command(simulate)
+main.add_command(alerts)  # orbitwatch alerts: list, ack, shelve, unack, unshelve
+rules.add_command(rules_dry_run)  # orbitwatch rules dry-run FILE
 main.add_command(demo)
 
 

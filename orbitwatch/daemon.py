@@ -26,9 +26,10 @@ from orbitwatch.inflight import FinishedWrite, InFlightWrite, seconds_since
 from orbitwatch.metrics import DaemonMetrics
 from orbitwatch.report import Reporter
 from processing.rows import prepare_batch
-from storage.alerts import AlertTables
+from storage.alerts import AlertTables, apply_spool, snapshot_path, spool_dir
 from storage.database import open_database
 from storage.derived import ContactModel, DerivedTables
+from storage.errors import StorageError
 from storage.writer import HistoryWriter, StoredBatch
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,11 @@ class Daemon:
             threads=duckdb_threads(settings),
             checkpoint_threshold=storage.checkpoint_threshold,
         )
-        alerts = AlertTables(self._con, rules, settings.alerting.external_url) if rules is not None else None
+        alerts = (  # alerts CLI: the daemon keeps a snapshot of its live alerts beside the database
+            AlertTables(self._con, rules, settings.alerting.external_url, snapshot_path(storage.path))
+            if rules is not None
+            else None
+        )
         self.writer = HistoryWriter(self._con, derived_tables(self._con, settings), alerts)
         self.delivery = delivery_worker(self._con, rules, settings) if rules is not None else None
         self.in_flight = InFlightWrite(self.writer)
@@ -94,6 +99,7 @@ class Daemon:
             return None
         self.source.commit(finished.next_offsets())
         self._observe(finished)
+        self.apply_alert_commands()  # alerts CLI: no write in flight now (taken above, the next not submitted)
         if self.delivery is not None and self.writer.alerts is not None and self.writer.alerts.last_enqueued:
             self.delivery.wake()
         return BatchResult(finished.messages, finished.stored)
@@ -143,6 +149,7 @@ class Daemon:
         """
         if self.in_flight.busy:  # the connection belongs to the write in flight
             return
+        self.apply_alert_commands()  # alerts CLI: spooled acks and shelves, on every idle poll
         now = time.monotonic()
         fresh_data = self._last_data >= self._last_refresh
         if not (force or fresh_data or now - self._last_refresh >= self.settings.processing.now_refresh_s):
@@ -151,6 +158,21 @@ class Daemon:
         changed = self.writer.refresh_now(advanced_by=now - self._last_data)
         if changed:
             log.info("fleet health: %d rack(s) changed state while idle", changed)
+
+    def apply_alert_commands(self) -> None:
+        """Apply the acks and shelves ``orbitwatch alerts`` spooled (call only with no write in flight).
+
+        Added for the alerts CLI; a failure is logged and the commands are retried at the next call.
+        """
+        try:
+            result = apply_spool(spool_dir(self.settings.storage.path), self.writer.alerts)
+        except (StorageError, OSError) as exc:
+            log.error("alert commands not applied (retried later): %s", exc)
+            return
+        for name, command, fingerprints in result.applied:
+            log.info("alert command %s applied: %s -> %s", name, command.describe(), ", ".join(fingerprints))
+        for name, reason in result.rejected:
+            log.warning("alert command %s rejected (moved to rejected/): %s", name, reason)
 
     def close(self) -> None:
         """Finish the write in flight, leave the consumer group, close the database (checkpointing it)."""
@@ -226,9 +248,6 @@ def load_alert_rules(settings: Settings) -> RuleSet | None:
         rules = load_rules(path)
     except RulesError as exc:
         raise ConfigError(str(exc)) from exc
-    rates = [rule.name for rule in rules.rules if rule.kind == "rate"]
-    if rates:  # they need earlier windows as context, which the daemon does not pass yet
-        raise ConfigError(f"{path}: rate rules are not evaluated by the daemon yet: {', '.join(rates)}")
     return rules
 
 

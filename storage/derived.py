@@ -215,6 +215,10 @@ class DerivedTables:
             wanted=windows,
         )
 
+    def stored_windows_before(self, table: str, windows: pl.DataFrame, minutes: int) -> pl.DataFrame:
+        """Every column of ``table``'s stored windows in the ``minutes`` before ``windows`` (not them)."""
+        return self._windows_before(table, "s.*", windows, minutes).drop("computed_at", strict=False)
+
     def _following_windows(self, late: pl.DataFrame) -> pl.DataFrame:
         """The rack's stored windows within the counter horizon after each late frame's window.
 

@@ -168,11 +168,14 @@ class HistoryWriter:
                 if self._stream_time is None or newest > self._stream_time:
                     self._stream_time = newest
         update = self.derived.after_insert(before, rows, rack_rows, self._stream_time, now)
-        self._alert(rows, now)
+        self._alert(rows, now, before.touched)
         return update
 
-    def _alert(self, rows: DerivedRows | None, now: datetime) -> None:
-        """Evaluate the alert rules on what this transaction recomputed and judged (when alerting is on)."""
+    def _alert(self, rows: DerivedRows | None, now: datetime, touched: pl.DataFrame | None = None) -> None:
+        """Evaluate the alert rules on what this transaction recomputed and judged (when alerting is on).
+
+        Rate rules also get the stored windows of their lookback before the recomputed ones as context.
+        """
         if self.alerts is None or self.derived is None or self._stream_time is None:
             return
         racks = [r for r in (rows.rack, rows.later) if not r.is_empty()] if rows is not None else []
@@ -182,7 +185,14 @@ class HistoryWriter:
             "rack_now": self.derived.last_now,
         }
         self.derived.last_now = pl.DataFrame()
-        self.alerts.step(frames, self._stream_time, now)
+        context: dict[Scope, pl.DataFrame] = {}
+        tables: tuple[tuple[Scope, str], ...] = (("gpu", "gpu_windows_1m"), ("rack", "rack_windows_1m"))
+        for scope, table in tables:
+            lookbacks = [r.lookback for r in self.alerts.rules.rules if r.scope == scope and r.kind == "rate"]
+            if lookbacks and touched is not None and not touched.is_empty() and not frames[scope].is_empty():
+                minutes = int(max(lookbacks).total_seconds() // 60) + 1
+                context[scope] = self.derived.stored_windows_before(table, touched, minutes)
+        self.alerts.step(frames, self._stream_time, now, context)
 
     def refresh_now(self, advanced_by: float) -> int:
         """Re-judge ``fleet_health_now`` at the ground's clock advanced by ``advanced_by`` idle seconds.

@@ -308,7 +308,7 @@ def test_a_route_to_an_undeclared_hook_is_refused() -> None:
     )
     assert found == (
         "route #1: hook: 'pager' is not a declared hook (declared: ops_webhook)",
-        "route #2: match.tem: no rule has this label (labels: gpu, node, rack_id, rule, satellite, severity)",
+        "route #2: match.tem: no rule has this label (labels: gpu, node, playback, rack_id, rule, satellite, severity)",
         "route #3: match.severity: 'crit' is not one of info, warning, critical",
     )
 
@@ -706,3 +706,20 @@ def test_evaluate_concatenates_the_rules_of_the_scopes_given() -> None:
         "sat-0001/rack-1 node 0 GPU 1: 1 new double-bit ECC error(s), drain the GPU",
         "sat-0001: radiator of sat-0001/rack-1 at 46.0 C (critical)",
     ]
+
+
+def test_routes_may_match_playback_to_send_late_alerts_elsewhere() -> None:
+    ruleset = parse_rules(
+        """
+rules:
+  - {name: hot, scope: gpu, threshold: {column: temp_max, op: ">=", critical: 90}}
+hooks:
+  - {name: pager, kind: webhook, settings: {url: "http://127.0.0.1:9/a"}}
+  - {name: ticket, kind: webhook, settings: {url: "http://127.0.0.1:9/b"}}
+routes:
+  - {match: {playback: "true"}, hook: ticket}
+  - {match: {}, hook: pager}
+"""
+    )
+    assert [h.name for h in ruleset.hooks_for({"rule": "hot", "playback": "true"})] == ["ticket", "pager"]
+    assert [h.name for h in ruleset.hooks_for({"rule": "hot", "playback": "false"})] == ["pager"]

@@ -44,6 +44,9 @@ rules:
     for: 2m
     keep_firing_for: 3m
     annotations: {{summary: "{{rack_id}} node {{node}} GPU {{gpu}} at {{value:.1f}} C"}}
+  - name: gpu_heating
+    scope: gpu
+    rate: {{column: temp_max, per_minutes: 2, op: ">", warning: 5}}
   - name: gpu_double_bit_ecc
     scope: gpu
     threshold: {{column: ecc_dbe_inc, op: ">", critical: 0}}
@@ -114,7 +117,15 @@ def test_injected_faults_are_notified_grouped_and_resolved_and_healthy_racks_are
     ecc = [a for _, a in alerts if a["labels"]["rule"] == "gpu_double_bit_ecc"]
     assert {(a["labels"]["rack_id"], a["labels"]["node"], a["labels"]["gpu"]) for a in ecc} == {(ecc_rack, "2", "1")}
     assert {a["status"] for a in ecc} == {"firing", "resolved"}
+    # A rate rule (it needs the windows before the batch's): the overheating GPU heats fast, but so does a
+    # GPU whose node gets a new tenant (idle to busy is +30 C), so it fires on healthy racks too.
+    heating = {
+        (a["labels"]["rack_id"], a["labels"]["node"], a["labels"]["gpu"])
+        for _, a in alerts
+        if a["labels"]["rule"] == "gpu_heating"
+    }
+    assert (hot_rack, "3", "5") in heating
     healthy = {rack_id(s, r) for s in range(2) for r in range(2)} - {hot_rack, ecc_rack}
-    assert not [a for _, a in alerts if a["labels"]["rack_id"] in healthy]
+    assert not [a for _, a in alerts if a["labels"]["rack_id"] in healthy and a["labels"]["rule"] != "gpu_heating"]
     for _, alert in alerts:
         assert {"event_time", "ground_learned_time", "playback"} <= set(alert["annotations"])
