@@ -12,6 +12,8 @@ BENCHMARKS = [
     ("memory as history accumulates (100 racks, 4 days)", ["tests.bench.history_memory", "--days", "4"]),
     ("1, 2 and 3 daemons side by side (static shards)", ["tests.bench.scaling"]),
     ("late-data recompute over 1 day vs 7 days of history", ["tests.bench.late_recompute"]),
+    ("alerting: ingestion throughput with the webhook up vs down (503, retried)", ["tests.bench.alert_outage"]),
+    ("alerting: latency from a frame in Kafka to the webhook call, 100 racks live", ["tests.bench.alert_latency"]),
 ]
 
 
