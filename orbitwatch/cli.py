@@ -93,21 +93,50 @@ def health(config_path: Path | None, max_age: float) -> None:
 
 @main.command()
 @CONFIG_OPTION
-@click.argument("sql")
+@click.argument("sql", required=False)
+@click.option("--saved", help="Run a saved query by name instead of SQL (see --list-saved).")
+@click.option("--param", "params", multiple=True, help="A saved query's parameter, key=value (repeatable).")
+@click.option("--list-saved", is_flag=True, help="List the saved queries and their parameters.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="History file (default: storage.path).")
 @click.option("--max-rows", type=int, default=10_000, show_default=True, help="Rows printed at most.")
-def query(config_path: Path | None, sql: str, fmt: OutputFormat, db: Path | None, max_rows: int) -> None:
-    """Run SQL on the history (read-only) and print a table, CSV or JSON.
+def query(
+    config_path: Path | None,
+    sql: str | None,
+    saved: str | None,
+    params: tuple[str, ...],
+    list_saved: bool,
+    fmt: OutputFormat,
+    db: Path | None,
+    max_rows: int,
+) -> None:
+    """Run SQL (or a saved query) on the history (read-only) and print a table, CSV or JSON.
 
-    Example: orbitwatch query "SELECT rack_id, max(temp_c) FROM gpu_samples GROUP BY ALL"
+    Examples: orbitwatch query "SELECT rack_id, max(temp_c) FROM gpu_samples GROUP BY ALL";
+    orbitwatch query --saved hottest-racks --param hours=6
     """
     from storage.database import open_database
+    from storage.saved_queries import SAVED_QUERIES, run_saved
 
+    if list_saved:
+        for q in SAVED_QUERIES.values():
+            args = ", ".join(
+                f"{n}={p.default if p.default is not None else '(required)'}" for n, p in q.parameters.items()
+            )
+            click.echo(f"{q.name}: {q.description}\n    --param {args}" if args else f"{q.name}: {q.description}")
+        return
+    if (sql is None) == (saved is None):
+        raise click.UsageError("give either SQL or --saved NAME")
+    given: dict[str, str] = {}
+    for param in params:
+        key, sep, value = param.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{param!r} is not key=value", param_hint="--param")
+        given[key] = value
     path = db or settings_or_exit(config_path).storage.path
     try:
         con = open_database(path, read_only=True)
-        result = run_query(con, sql, max_rows=max_rows)
+        result = run_saved(con, saved, given, max_rows) if saved else run_query(con, sql or "", max_rows=max_rows)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(_render(result, fmt), nl=fmt == "table")

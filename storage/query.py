@@ -25,10 +25,15 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
-def run_query(con: duckdb.DuckDBPyConnection, sql: str, max_rows: int | None = None) -> QueryResult:
-    """Run ``sql``; a DuckDB error becomes QueryError carrying DuckDB's own message."""
+def run_query(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    max_rows: int | None = None,
+    parameters: dict[str, int | float | str] | None = None,
+) -> QueryResult:
+    """Run ``sql`` (with named ``$parameters``); a DuckDB error becomes QueryError with DuckDB's own message."""
     try:
-        cursor = con.execute(sql)
+        cursor = con.execute(sql, parameters) if parameters else con.execute(sql)
         if cursor.description is None:
             return QueryResult([], [])
         columns = [d[0] for d in cursor.description]

@@ -1,0 +1,134 @@
+"""Saved queries: the common operator questions, runnable by name with typed parameters.
+
+``orbitwatch query --saved NAME --param key=value`` runs one; ``orbitwatch query --list-saved`` lists them.
+Time spans count back from the newest minute stored (not from the wall clock), so a question about "the
+last 6 hours" means the last 6 hours of data, also on a backlog, a copy or the demo's simulated day.
+Parameters are bound by DuckDB (``$name``), never pasted into the SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from storage.errors import QueryError
+from storage.query import QueryResult, run_query
+
+_NEWEST = "(SELECT max(window_start) FROM rack_windows_1m)"
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One parameter: its type (``int``, ``float`` or ``str``), default and meaning."""
+
+    kind: type[int] | type[float] | type[str]
+    default: int | float | str | None
+    help: str
+
+
+@dataclass(frozen=True, slots=True)
+class SavedQuery:
+    """A named question: what it answers, its SQL (``$name`` placeholders) and its parameters."""
+
+    name: str
+    description: str
+    sql: str
+    parameters: dict[str, Parameter] = field(default_factory=dict)
+
+
+HOURS = Parameter(int, 6, "hours back from the newest data")
+SAVED_QUERIES: dict[str, SavedQuery] = {
+    q.name: q
+    for q in (
+        SavedQuery(
+            "hottest-racks",
+            "Racks by their hottest GPU over the last hours, with coverage and worst health state.",
+            f"""SELECT rack_id, round(max(temp_max), 1) AS max_gpu_temp_c,
+                round(max(hbm_temp_max), 1) AS max_hbm_temp_c, round(sum(frames) / sum(expected_s), 3) AS coverage,
+                CASE max(CASE state WHEN 'critical' THEN 2 WHEN 'degraded' THEN 1 WHEN 'ok' THEN 0 END)
+                    WHEN 2 THEN 'critical' WHEN 1 THEN 'degraded' WHEN 0 THEN 'ok' ELSE 'unknown' END AS worst_state
+            FROM rack_rollups_1m
+            WHERE window_start > {_NEWEST} - to_hours($hours::BIGINT)
+            GROUP BY rack_id ORDER BY max_gpu_temp_c DESC NULLS LAST LIMIT $limit""",
+            {"hours": HOURS, "limit": Parameter(int, 10, "racks listed")},
+        ),
+        SavedQuery(
+            "rising-ecc",
+            "GPUs with single- or double-bit ECC errors over the last hours, most first.",
+            f"""SELECT rack_id, node, gpu, sum(ecc_dbe_inc) AS double_bit, sum(ecc_sbe_inc) AS single_bit,
+                round(sum(ecc_sbe_inc) * 3600 / nullif(sum(samples), 0), 1) AS single_bit_per_hour,
+                max(window_start) AS last_minute
+            FROM gpu_rollups_1m
+            WHERE window_start > {_NEWEST} - to_hours($hours::BIGINT)
+            GROUP BY ALL HAVING sum(ecc_dbe_inc) > 0 OR sum(ecc_sbe_inc) >= $min_single_bit
+            ORDER BY double_bit DESC, single_bit DESC LIMIT $limit""",
+            {
+                "hours": Parameter(int, 24, "hours back from the newest data"),
+                "min_single_bit": Parameter(int, 1, "single-bit errors needed to list a GPU"),
+                "limit": Parameter(int, 20, "GPUs listed"),
+            },
+        ),
+        SavedQuery(
+            "tenant-usage",
+            "GPU-hours per tenant over the last hours (or one tenant's hours, hour by hour).",
+            f"""SELECT tenant, CASE WHEN $tenant = '' THEN NULL ELSE hour END AS hour,
+                round(sum(gpu_hours), 2) AS gpu_hours, sum(gpu_seconds) AS gpu_seconds, max(racks) AS racks
+            FROM tenant_usage_hourly
+            WHERE hour > {_NEWEST} - to_hours($hours::BIGINT) AND ($tenant = '' OR tenant = $tenant)
+            GROUP BY ALL ORDER BY gpu_hours DESC""",
+            {
+                "hours": Parameter(int, 24, "hours back from the newest data"),
+                "tenant": Parameter(str, "", "one tenant"),
+            },
+        ),
+        SavedQuery(
+            "telemetry-gaps",
+            "Frames still missing per rack and boot epoch (largest first); playback closes them.",
+            """SELECT rack_id, boot_epoch, first_missing, last_missing, missing, detected_at
+            FROM telemetry_gaps WHERE missing >= $min_missing ORDER BY missing DESC LIMIT $limit""",
+            {"min_missing": Parameter(int, 1, "smallest gap listed"), "limit": Parameter(int, 50, "gaps listed")},
+        ),
+        SavedQuery(
+            "rack-health-changes",
+            "When a rack's health changed, in event time (rack_health_history), with the reasons.",
+            f"""SELECT window_start, state, reasons FROM (
+                SELECT window_start, state, reasons, lag(state) OVER (ORDER BY window_start) AS before
+                FROM rack_health_history
+                WHERE rack_id = $rack AND window_start > {_NEWEST} - to_hours($hours::BIGINT))
+            WHERE before IS NULL OR before != state ORDER BY window_start""",
+            {"rack": Parameter(str, None, "rack id, e.g. sat-0002/rack-3"), "hours": Parameter(int, 24, "hours back")},
+        ),
+    )
+}
+
+
+def bind(query: SavedQuery, given: dict[str, str]) -> dict[str, int | float | str]:
+    """Typed values of ``given`` (``key=value`` strings) over the defaults; QueryError naming the problem."""
+    unknown = sorted(set(given) - set(query.parameters))
+    if unknown:
+        raise QueryError(f"{query.name} has no parameter {', '.join(unknown)} (it has: {', '.join(query.parameters)})")
+    values: dict[str, int | float | str] = {}
+    for name, parameter in query.parameters.items():
+        if name in given:
+            try:
+                values[name] = parameter.kind(given[name])
+            except ValueError:
+                raise QueryError(
+                    f"{query.name}: {name} must be {parameter.kind.__name__}, got {given[name]!r}"
+                ) from None
+        elif parameter.default is None:
+            raise QueryError(f"{query.name} needs --param {name}=... ({parameter.help})")
+        else:
+            values[name] = parameter.default
+    return values
+
+
+def run_saved(
+    con: duckdb.DuckDBPyConnection, name: str, given: dict[str, str], max_rows: int | None = None
+) -> QueryResult:
+    """Run the saved query ``name`` with ``given`` parameters; QueryError for an unknown name or bad value."""
+    query = SAVED_QUERIES.get(name)
+    if query is None:
+        raise QueryError(f"no saved query {name!r} (saved: {', '.join(SAVED_QUERIES)})")
+    return run_query(con, query.sql, max_rows=max_rows, parameters=bind(query, given))
