@@ -8,9 +8,10 @@ that stores the data: a crash never loses a notification, and a notification is 
 that was rolled back. The delivery worker (``alerting.delivery``) sends them on its own thread and cursor,
 so a slow or dead hook never blocks ingestion.
 
-Routing: a notification goes to the first route whose ``match`` its labels satisfy (to ``default_hook``
-when none does, or nowhere if there is none). The lifecycle state is cached in memory (this process is
-the file's only writer) and written through; a rolled-back transaction discards its changes.
+Routing: a notification goes to the first route whose ``match`` its labels (and ``playback``) satisfy;
+when none does, to the only hook if there is exactly one, else nowhere. The lifecycle state is cached in
+memory (this process is the file's only writer) and written through; a rolled-back transaction discards
+its changes.
 
 **Operators' commands** (``orbitwatch alerts``). DuckDB lets one process open the file, so while a daemon
 runs the CLI can neither read ``alert_state`` nor change it. Instead:
