@@ -98,7 +98,13 @@ def health(config_path: Path | None, max_age: float) -> None:
 @click.option("--param", "params", multiple=True, help="A saved query's parameter, key=value (repeatable).")
 @click.option("--list-saved", is_flag=True, help="List the saved queries and their parameters.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="History file (default: storage.path).")
+@click.option(
+    "--db",
+    "dbs",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="History file (default: storage.path); repeat it to query several shards together.",
+)
 @click.option("--max-rows", type=int, default=10_000, show_default=True, help="Rows printed at most.")
 def query(
     config_path: Path | None,
@@ -107,13 +113,14 @@ def query(
     params: tuple[str, ...],
     list_saved: bool,
     fmt: OutputFormat,
-    db: Path | None,
+    dbs: tuple[Path, ...],
     max_rows: int,
 ) -> None:
     """Run SQL (or a saved query) on the history (read-only) and print a table, CSV or JSON.
 
     Examples: orbitwatch query "SELECT rack_id, max(temp_c) FROM gpu_samples GROUP BY ALL";
-    orbitwatch query --saved hottest-racks --param hours=6
+    orbitwatch query --saved hottest-racks --param hours=6; several shards together:
+    orbitwatch query --db shard-0.duckdb --db shard-1.duckdb --saved tenant-usage
     """
     from storage.database import open_database
     from storage.saved_queries import SAVED_QUERIES, run_saved
@@ -133,9 +140,11 @@ def query(
         if not sep:
             raise click.BadParameter(f"{param!r} is not key=value", param_hint="--param")
         given[key] = value
-    path = db or settings_or_exit(config_path).storage.path
+    from storage.shards import open_shards
+
+    paths = list(dbs) or [settings_or_exit(config_path).storage.path]
     try:
-        con = open_database(path, read_only=True)
+        con = open_shards(paths) if len(paths) > 1 else open_database(paths[0], read_only=True)
         result = run_saved(con, saved, given, max_rows) if saved else run_query(con, sql or "", max_rows=max_rows)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
