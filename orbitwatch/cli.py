@@ -1,4 +1,5 @@
-"""The ``orbitwatch`` command line: run, simulate, query, replay, check-config, health, broker, demo, rules."""
+"""The ``orbitwatch`` command line: run, simulate, query, sql, replay, check-config, health, broker, demo, rules,
+alerts."""
 
 from __future__ import annotations
 
@@ -164,6 +165,32 @@ def _render(result: QueryResult, fmt: OutputFormat) -> str:
         console.print(table)
         console.print(f"({len(result.rows)} rows)")
     return captured.get()
+
+
+@main.command("sql")
+@CONFIG_OPTION
+@click.option(
+    "--db",
+    "dbs",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="History file (default: storage.path); repeat it to query several shards together.",
+)
+def sql_shell(config_path: Path | None, dbs: tuple[Path, ...]) -> None:
+    """Interactive SQL shell on the history (read-only): statements end with ';', .tables, .saved,
+    .format table|csv|json, .quit; line editing and history (~/.orbitwatch_sql_history)."""
+    from orbitwatch.sql_shell import run_shell
+    from storage.database import open_database
+    from storage.shards import open_shards
+
+    paths = list(dbs) or [settings_or_exit(config_path).storage.path]
+    try:
+        con = open_shards(paths) if len(paths) > 1 else open_database(paths[0], read_only=True)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    failed = run_shell(con, _render)
+    con.close()
+    raise SystemExit(1 if failed else 0)
 
 
 @main.command("replay")

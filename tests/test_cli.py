@@ -164,3 +164,22 @@ def test_run_with_a_bad_rules_file_stops_at_start_up_naming_rule_and_field(tmp_p
     assert "Traceback" not in result.stderr
     assert "rule 'hot' (#1): threshold" in result.stderr
     assert not (tmp_path / "h.duckdb").exists(), "nothing is opened before the rules are valid"
+
+
+def test_sql_shell_runs_statements_across_lines_and_reports_errors_without_stopping(history: Path) -> None:
+    script = (
+        "SELECT count(*) AS letters\n  FROM dead_letters;\n.format csv\nSELECT nope;\nSELECT 41 + 1 AS answer;\n.quit\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "orbitwatch.cli", "sql", "--db", str(history)],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1  # one statement failed
+    assert "letters" in result.stdout
+    assert "answer\n42\n" in result.stdout
+    assert 'Error: Binder Error: Referenced column "nope"' in result.stderr  # DuckDB's message, then it goes on
+    assert "Traceback" not in result.stderr
