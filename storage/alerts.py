@@ -57,6 +57,7 @@ from alerting.lifecycle import (
 )
 from alerting.outbox import enqueue
 from alerting.rules import RuleSet, Scope
+from storage.database import insert_rows
 from storage.errors import StorageError
 
 Action = Literal["ack", "unack", "shelve", "unshelve"]
@@ -158,13 +159,7 @@ def read_state(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 def write_state(con: duckdb.DuckDBPyConnection, state: pl.DataFrame) -> None:
     """Replace the rows of ``alert_state`` with ``state``, in the caller's transaction."""
     con.execute("DELETE FROM alert_state")
-    if not state.is_empty():
-        con.register("alert_rows", state.select(list(STATE_SCHEMA)))
-        try:
-            names = ", ".join(f'"{c}"' for c in STATE_SCHEMA)
-            con.execute(f"INSERT INTO alert_state ({names}) SELECT {names} FROM alert_rows")
-        finally:
-            con.unregister("alert_rows")
+    insert_rows(con, "alert_state", list(STATE_SCHEMA), state)
 
 
 # ---- Operators' commands: snapshot, spool, application ---------------------------------------------------

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import polars as pl
 
 from storage.errors import DatabaseLockedError, StorageError
 from storage.schema import migrate
@@ -43,3 +45,30 @@ def open_database(
     if not read_only:
         migrate(con)
     return con
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """A table's column names in order; StorageError when the table is missing."""
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    if not rows:
+        raise StorageError(f"table {table} is missing; was the database migrated?")
+    return [str(r[0]) for r in rows]
+
+
+def insert_rows(
+    con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: pl.DataFrame, returning: str = ""
+) -> list[Any]:
+    """INSERT ``rows``' ``columns`` in one Arrow scan (nothing for no rows); with ``returning``, skip key
+    conflicts and return the inserted rows' ``returning`` columns."""
+    if rows.is_empty():
+        return []
+    names = ", ".join(f'"{c}"' for c in columns)
+    tail = f" ON CONFLICT DO NOTHING RETURNING {returning}" if returning else ""
+    con.register("rows_to_insert", rows.select(columns))
+    try:
+        return con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM rows_to_insert{tail}").fetchall()
+    finally:
+        con.unregister("rows_to_insert")

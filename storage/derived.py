@@ -27,7 +27,7 @@ through: this process is the file's only writer, and a rolled-back transaction d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -38,6 +38,7 @@ from processing.health import HEALTH_COLUMNS, NOW_COLUMNS, HealthThresholds, jud
 from processing.passes import LINK_SCHEMA, contact_at, update_link_state
 from processing.rollups import GPU_COUNTERS
 from processing.windows import WINDOW_KEY, compute_windows, judge_racks
+from storage.database import insert_rows, table_columns
 
 _MINUTE = timedelta(minutes=1)
 _FRAME_KEY = ["rack_id", "boot_epoch", "frame_seq"]
@@ -147,7 +148,10 @@ class DerivedTables:
         self._con = con
         self.thresholds = thresholds or HealthThresholds()
         self.contact = contact or ContactModel()
-        self._columns = {t: _table_columns(con, t) for t in ("gpu_windows_1m", "rack_windows_1m", "tenant_minutes")}
+        self._columns = {t: table_columns(con, t) for t in ("gpu_windows_1m", "rack_windows_1m", "tenant_minutes")}
+        self._raw_columns = {  # the raw columns the recompute reads (not the Kafka bookkeeping)
+            t: [c for c in table_columns(con, t) if c not in _RAW_SKIP] for t in ("gpu_samples", "rack_frames")
+        }
         # Small per-rack state, cached (this process is the file's only writer) and written through;
         # a transaction's changes are kept aside until it commits (``committed``/``rolled_back``).
         self._state = {name: self._query(f"SELECT * FROM {name}") for name in _STATE_TABLES}
@@ -171,7 +175,7 @@ class DerivedTables:
     def _rewrite(self, name: str, rows: pl.DataFrame) -> None:
         """Replace a small state table whole (a few rows per rack and epoch)."""
         self._con.execute(f"DELETE FROM {name}")
-        _insert(self._con, name, list(rows.columns), rows)
+        insert_rows(self._con, name, list(rows.columns), rows)
         self._pending[name] = rows
 
     # -- reading ------------------------------------------------------------------------------------
@@ -192,7 +196,7 @@ class DerivedTables:
 
     def _rows_of_windows(self, table: str, windows: pl.DataFrame) -> pl.DataFrame:
         """Every stored row of ``table`` (``gpu_samples``/``rack_frames``) sampled in ``windows``' minutes."""
-        columns = ", ".join(f"s.{c}" for c in _table_columns(self._con, table) if c not in _RAW_SKIP)
+        columns = ", ".join(f"s.{c}" for c in self._raw_columns[table])
         return self._in_ranges(
             f"""SELECT {columns} FROM {table} s SEMI JOIN wanted w
                 ON s.rack_id = w.rack_id AND s.sampled_at >= w.window_start
@@ -376,7 +380,7 @@ class DerivedTables:
                 )
         finally:
             self._con.unregister("gone")
-        _insert(self._con, table, self._columns[table], rows)
+        insert_rows(self._con, table, self._columns[table], rows)
 
     def _update_gaps(self, new_frames: pl.DataFrame, keys: pl.DataFrame, bounds: pl.DataFrame, now: datetime) -> int:
         """Fold the new frames into the open gaps and sequence bounds of their racks and epochs."""
@@ -403,7 +407,7 @@ class DerivedTables:
             )
         finally:
             self._con.unregister("k")
-        _insert(self._con, name, list(rows.columns), rows)
+        insert_rows(self._con, name, list(rows.columns), rows)
         kept = self._current(name).join(keys, on=key, how="anti")
         self._pending[name] = pl.concat([kept, rows.select(kept.columns)], how="vertical_relaxed")
 
@@ -441,7 +445,7 @@ class DerivedTables:
         log = changed.select(
             "rack_id", "as_of", "state", "reasons", "last_window_start", pl.lit(now, _UTC).alias("logged_at")
         )
-        _insert(self._con, "rack_health_log", list(log.columns), log)
+        insert_rows(self._con, "rack_health_log", list(log.columns), log)
         return changed.height
 
     @staticmethod
@@ -471,26 +475,3 @@ class DerivedTables:
 
 _STATE_TABLES = ("seq_bounds", "open_gaps", "rack_link", "rack_health_now")
 _RAW_SKIP = {"ingested_at", "schema_id", "kafka_partition", "kafka_offset", "firmware", "ground_station"}
-
-
-def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position", [table]
-    ).fetchall()
-    return [str(r[0]) for r in rows]
-
-
-def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: pl.DataFrame) -> None:
-    if rows.is_empty():
-        return
-    names = ", ".join(columns)
-    con.register("new_rows", rows.select(columns))
-    try:
-        con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM new_rows")
-    finally:
-        con.unregister("new_rows")
-
-
-def utc_now() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)

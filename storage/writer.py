@@ -14,13 +14,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
 
 import duckdb
 import polars as pl
 
 from alerting.rules import Scope
 from storage.alerts import AlertTables
+from storage.database import insert_rows, table_columns
 from storage.derived import DerivedRows, DerivedTables, DerivedUpdate, StoredBefore
 from storage.errors import StorageError
 
@@ -74,9 +74,9 @@ class HistoryWriter:
         if derived is not None:  # resume the ground's clock where the last run left it
             row = con.execute("SELECT max(as_of) FROM rack_health_now").fetchone()
             self._stream_time = row[0] if row else None
-        self._rack_columns = _columns(con, "rack_frames")
-        self._gpu_columns = _columns(con, "gpu_samples")
-        self._dead_columns = _columns(con, "dead_letters")
+        self._rack_columns = table_columns(con, "rack_frames")
+        self._gpu_columns = table_columns(con, "gpu_samples")
+        self._dead_columns = table_columns(con, "dead_letters")
 
     def stored_offsets(self, topic: str) -> dict[int, int]:
         """Next offset to read per partition, as committed with the data."""
@@ -217,20 +217,14 @@ class HistoryWriter:
         self._committed()
         return changed
 
-    def _insert(self, table: str, columns: list[str], rows: pl.DataFrame, returning: str = "") -> list[Any]:
-        """INSERT the frame's rows (Arrow scan); with ``returning``, skip key conflicts and return inserted rows."""
-        names = ", ".join(columns)
-        tail = f" ON CONFLICT DO NOTHING RETURNING {returning}" if returning else ""
-        self._con.register("batch_rows", rows.select(columns))
-        try:
-            return self._con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM batch_rows{tail}").fetchall()
-        finally:
-            self._con.unregister("batch_rows")
-
     def _insert_frames(self, rack_rows: pl.DataFrame, now: datetime) -> pl.DataFrame:
         rows = rack_rows.with_columns(pl.lit(now).alias("ingested_at"))
-        inserted = self._insert(
-            "rack_frames", self._rack_columns, rows, returning="rack_id, boot_epoch, frame_seq, kafka_partition"
+        inserted = insert_rows(
+            self._con,
+            "rack_frames",
+            self._rack_columns,
+            rows,
+            returning="rack_id, boot_epoch, frame_seq, kafka_partition",
         )
         return pl.DataFrame(
             inserted,
@@ -245,14 +239,14 @@ class HistoryWriter:
 
     def _insert_samples(self, gpu_rows: pl.DataFrame, offered: int, new_keys: pl.DataFrame) -> int:
         rows = gpu_rows if new_keys.height == offered else gpu_rows.join(new_keys, on=_FRAME_KEY, how="semi")
-        self._insert("gpu_samples", self._gpu_columns, rows)
+        insert_rows(self._con, "gpu_samples", self._gpu_columns, rows)
         return rows.height
 
     def _insert_dead_letters(self, dead: pl.DataFrame, now: datetime) -> pl.DataFrame:
         if dead.is_empty():
             return pl.DataFrame(schema={"kafka_partition": pl.Int32})
         rows = dead.with_columns(pl.lit(now).alias("dead_lettered_at"))
-        inserted = self._insert("dead_letters", self._dead_columns, rows, returning="kafka_partition")
+        inserted = insert_rows(self._con, "dead_letters", self._dead_columns, rows, returning="kafka_partition")
         return pl.DataFrame(inserted, schema={"kafka_partition": pl.Int32}, orient="row")
 
     def _advance_offsets(
@@ -294,16 +288,6 @@ def _begin(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("BEGIN TRANSACTION")
     except duckdb.Error as exc:
         raise StorageError(f"cannot start a transaction: {exc}") from exc
-
-
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
-        [table],
-    ).fetchall()
-    if not rows:
-        raise StorageError(f"table {table} is missing; was the database migrated?")
-    return [str(r[0]) for r in rows]
 
 
 def _count_by_partition(frame: pl.DataFrame) -> dict[int, int]:
