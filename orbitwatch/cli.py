@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import duckdb
 from rich.console import Console
 from rich.table import Table
 
@@ -21,6 +22,23 @@ from orbitwatch.errors import OrbitwatchError
 from orbitwatch.simulate_cmd import simulate
 from storage.errors import StorageError
 from storage.query import OutputFormat, QueryResult, render_csv, render_json, run_query
+
+DBS_OPTION = click.option(
+    "--db",
+    "dbs",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="History file (default: storage.path); repeat it to query several shards together.",
+)
+
+
+def _open_history(config_path: Path | None, dbs: tuple[Path, ...]) -> duckdb.DuckDBPyConnection:
+    """The history read-only: one file, or several shards together (``--db`` repeated)."""
+    from storage.database import open_database
+    from storage.shards import open_shards
+
+    paths = list(dbs) or [settings_or_exit(config_path).storage.path]
+    return open_shards(paths) if len(paths) > 1 else open_database(paths[0], read_only=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,13 +117,7 @@ def health(config_path: Path | None, max_age: float) -> None:
 @click.option("--param", "params", multiple=True, help="A saved query's parameter, key=value (repeatable).")
 @click.option("--list-saved", is_flag=True, help="List the saved queries and their parameters.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option(
-    "--db",
-    "dbs",
-    type=click.Path(path_type=Path, dir_okay=False),
-    multiple=True,
-    help="History file (default: storage.path); repeat it to query several shards together.",
-)
+@DBS_OPTION
 @click.option("--max-rows", type=int, default=10_000, show_default=True, help="Rows printed at most.")
 def query(
     config_path: Path | None,
@@ -123,7 +135,6 @@ def query(
     orbitwatch query --saved hottest-racks --param hours=6; several shards together:
     orbitwatch query --db shard-0.duckdb --db shard-1.duckdb --saved tenant-usage
     """
-    from storage.database import open_database
     from storage.saved_queries import SAVED_QUERIES, run_saved
 
     if list_saved:
@@ -141,11 +152,8 @@ def query(
         if not sep:
             raise click.BadParameter(f"{param!r} is not key=value", param_hint="--param")
         given[key] = value
-    from storage.shards import open_shards
-
-    paths = list(dbs) or [settings_or_exit(config_path).storage.path]
     try:
-        con = open_shards(paths) if len(paths) > 1 else open_database(paths[0], read_only=True)
+        con = _open_history(config_path, dbs)
         result = run_saved(con, saved, given, max_rows) if saved else run_query(con, sql or "", max_rows=max_rows)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -169,23 +177,14 @@ def _render(result: QueryResult, fmt: OutputFormat) -> str:
 
 @main.command("sql")
 @CONFIG_OPTION
-@click.option(
-    "--db",
-    "dbs",
-    type=click.Path(path_type=Path, dir_okay=False),
-    multiple=True,
-    help="History file (default: storage.path); repeat it to query several shards together.",
-)
+@DBS_OPTION
 def sql_shell(config_path: Path | None, dbs: tuple[Path, ...]) -> None:
     """Interactive SQL shell on the history (read-only): statements end with ';', .tables, .saved,
     .format table|csv|json, .quit; line editing and history (~/.orbitwatch_sql_history)."""
     from orbitwatch.sql_shell import run_shell
-    from storage.database import open_database
-    from storage.shards import open_shards
 
-    paths = list(dbs) or [settings_or_exit(config_path).storage.path]
     try:
-        con = open_shards(paths) if len(paths) > 1 else open_database(paths[0], read_only=True)
+        con = _open_history(config_path, dbs)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
     failed = run_shell(con, _render)
