@@ -126,6 +126,12 @@ class StorageSettings(_Section):
         "needs the other core), else DuckDB's default (all cores)",
     )
     checkpoint_threshold: str = Field("256MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$")
+    compatibility_version: str = Field(
+        "v1.5.0",
+        pattern=r"^v\d+\.\d+\.\d+$|^latest$",
+        description="DuckDB storage format of a new file: v1.5.0 lets DuckDB 1.5 tools (the duckdb CLI on PyPI) "
+        "open it; 'latest' uses this DuckDB's own format, which only DuckDB 2 reads",
+    )
 
 
 class DaemonSettings(_Section):
@@ -168,6 +174,36 @@ class AlertingSettings(_Section):
     max_backoff_s: float = Field(300.0, gt=0)
 
 
+class QuerySettings(_Section):
+    """The daemon's query service: read-only SQL on consistent snapshots while the writer goes on."""
+
+    enabled: bool = Field(True, description="serve queries over HTTP while the daemon runs")
+    host: str = Field("127.0.0.1", description="listen address; keep it local unless a token is set")
+    port: int = Field(9465, ge=0, le=65535, description="0 picks a free port (written to <db>.query.json)")
+    token: SecretStr | None = Field(None, description="when set, clients send 'Authorization: Bearer <token>'")
+    statement_timeout_s: float = Field(30.0, gt=0, le=3600, description="a query running longer is cancelled")
+    max_result_rows: int = Field(1_000_000, ge=1, description="a larger result is refused, not truncated")
+    max_result_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Arrow size limit of one result")
+    max_concurrent: int = Field(2, ge=1, le=64, description="queries executing at once; others wait their turn")
+    nice: int = Field(10, ge=0, le=19, description="scheduling niceness of query threads: ingestion comes first")
+
+
+class RetentionSettings(_Section):
+    """How long rows stay in DuckDB before they move to the Parquet archive (hive-partitioned by day)."""
+
+    enabled: bool = Field(True, description="move old days to the archive while the daemon runs")
+    raw_days: int = Field(7, ge=1, description="days of raw frames and GPU samples kept in DuckDB")
+    rollup_days: int = Field(90, ge=1, description="days of minute rollups, gaps and health log kept in DuckDB")
+    archive_dir: Path | None = Field(None, description="Parquet archive root; null: <db>.archive beside the file")
+    interval_s: float = Field(600.0, gt=0, description="how often the daemon looks for days to archive")
+
+    @model_validator(mode="after")
+    def _rollups_outlive_raw(self) -> RetentionSettings:
+        if self.rollup_days < self.raw_days:
+            raise ValueError(f"rollup_days ({self.rollup_days}) must be >= raw_days ({self.raw_days})")
+        return self
+
+
 class Settings(BaseSettings):
     """All orbitwatch settings."""
 
@@ -181,6 +217,8 @@ class Settings(BaseSettings):
     daemon: DaemonSettings = DaemonSettings()
     processing: ProcessingSettings = ProcessingSettings()
     alerting: AlertingSettings = AlertingSettings()
+    query: QuerySettings = QuerySettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @classmethod
     def settings_customise_sources(

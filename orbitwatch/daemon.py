@@ -55,6 +55,7 @@ class Daemon:
             memory_limit=storage.memory_limit,
             threads=duckdb_threads(settings),
             checkpoint_threshold=storage.checkpoint_threshold,
+            compatibility_version=storage.compatibility_version,
         )
         alerts = (  # alerts CLI: the daemon keeps a snapshot of its live alerts beside the database
             AlertTables(self._con, rules, settings.alerting.external_url, snapshot_path(storage.path))

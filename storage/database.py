@@ -19,6 +19,8 @@ def open_database(
     memory_limit: str = "512MB",
     threads: int | None = None,
     checkpoint_threshold: str = "256MB",
+    compatibility_version: str = "v1.5.0",
+    sandbox: list[Path] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open (and, for writers, create and migrate) the history database at ``path``.
 
@@ -32,6 +34,8 @@ def open_database(
         config["checkpoint_threshold"] = checkpoint_threshold
     if threads is not None:
         config["threads"] = threads
+    if not read_only and not path.exists():
+        config["storage_compatibility_version"] = compatibility_version
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     elif not path.exists():
@@ -44,6 +48,10 @@ def open_database(
         raise StorageError(f"cannot open {path}: {exc}") from exc
     if not read_only:
         migrate(con)
+    if sandbox is not None:
+        allowed = [str(d.resolve()) + "/" for d in sandbox]
+        con.execute("SET allowed_directories = $dirs", {"dirs": allowed})
+        con.execute("SET enable_external_access = false")
     return con
 
 
