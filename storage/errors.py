@@ -4,6 +4,7 @@ StorageError
 ├── SchemaVersionError   the database was written by a newer orbitwatch, or a migration failed
 ├── DatabaseLockedError  another process holds the DuckDB file
 └── QueryError           an operator's SQL failed; carries DuckDB's own message
+    └── QueryRefusedError  a guard of the query service refused it (``kind`` says which)
 """
 
 from __future__ import annotations
@@ -23,3 +24,11 @@ class DatabaseLockedError(StorageError):
 
 class QueryError(StorageError):
     """An operator's SQL failed; the message is DuckDB's."""
+
+
+class QueryRefusedError(QueryError):
+    """A query-service guard refused the query: ``kind`` is read_only, file_access, timeout or too_large."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
