@@ -19,6 +19,7 @@ from orbitwatch.alerts_cmd import alerts, rules_dry_run
 from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit, setup_logging
 from orbitwatch.demo import demo
 from orbitwatch.errors import OrbitwatchError
+from orbitwatch.query_client import QueryClient, QueryServiceError
 from orbitwatch.simulate_cmd import simulate
 from storage.errors import StorageError
 from storage.query import OutputFormat, QueryResult, render_csv, render_json, run_query
@@ -119,6 +120,11 @@ def health(config_path: Path | None, max_age: float) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @DBS_OPTION
 @click.option("--max-rows", type=int, default=10_000, show_default=True, help="Rows printed at most.")
+@click.option(
+    "--url",
+    default=None,
+    help="A daemon's query service, e.g. http://127.0.0.1:9465 (default: found beside the history file).",
+)
 def query(
     config_path: Path | None,
     sql: str | None,
@@ -128,8 +134,13 @@ def query(
     fmt: OutputFormat,
     dbs: tuple[Path, ...],
     max_rows: int,
+    url: str | None,
 ) -> None:
     """Run SQL (or a saved query) on the history (read-only) and print a table, CSV or JSON.
+
+    While a daemon runs on the history file, the query goes to its query service (it advertises itself in
+    <db>.query.json; the token is query.token / ORBITWATCH_QUERY__TOKEN); otherwise the file is opened
+    read-only.
 
     Examples: orbitwatch query "SELECT rack_id, max(temp_c) FROM gpu_samples GROUP BY ALL";
     orbitwatch query --saved hottest-racks --param hours=6; several shards together:
@@ -152,12 +163,28 @@ def query(
         if not sep:
             raise click.BadParameter(f"{param!r} is not key=value", param_hint="--param")
         given[key] = value
+    client = _running_daemon(config_path, dbs, url)
     try:
-        con = _open_history(config_path, dbs)
-        result = run_saved(con, saved, given, max_rows) if saved else run_query(con, sql or "", max_rows=max_rows)
-    except StorageError as exc:
+        if client is not None:  # a daemon holds the file: ask it (read-only snapshot, its guards apply)
+            frame = client.saved(saved, dict(given)) if saved else client.query(sql or "")
+            result = QueryResult(frame.columns, frame.rows()[:max_rows])
+        else:
+            con = _open_history(config_path, dbs)
+            result = run_saved(con, saved, given, max_rows) if saved else run_query(con, sql or "", max_rows=max_rows)
+    except (StorageError, QueryServiceError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(_render(result, fmt), nl=fmt == "table")
+
+
+def _running_daemon(config_path: Path | None, dbs: tuple[Path, ...], url: str | None) -> QueryClient | None:
+    """The query service to use: ``--url``, or the daemon advertised beside the one history file; else None."""
+    if url is None and len(dbs) > 1:
+        return None  # several shards: their files, attached read-only (a running shard's lock is reported)
+    settings = settings_or_exit(config_path)
+    token = settings.query.token.get_secret_value() if settings.query.token is not None else None
+    if url is not None:
+        return QueryClient(url, token)
+    return QueryClient.discover(dbs[0] if dbs else settings.storage.path, token)
 
 
 def _render(result: QueryResult, fmt: OutputFormat) -> str:

@@ -24,12 +24,14 @@ from orbitwatch.assemble import dead_flags, to_store
 from orbitwatch.dlq_limit import DeadLetterLimit
 from orbitwatch.inflight import FinishedWrite, InFlightWrite, seconds_since
 from orbitwatch.metrics import DaemonMetrics
+from orbitwatch.query_service import QueryService, discovery_path
 from orbitwatch.report import Reporter
 from processing.rows import prepare_batch
 from storage.alerts import AlertTables, apply_spool, snapshot_path, spool_dir
 from storage.database import open_database
 from storage.derived import ContactModel, DerivedTables
 from storage.errors import StorageError
+from storage.guarded import QueryLimits
 from storage.writer import HistoryWriter, StoredBatch
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class Daemon:
             threads=duckdb_threads(settings),
             checkpoint_threshold=storage.checkpoint_threshold,
             compatibility_version=storage.compatibility_version,
+            sandbox=[archive_root(settings)],  # the query service reads no other file
         )
         alerts = (  # alerts CLI: the daemon keeps a snapshot of its live alerts beside the database
             AlertTables(self._con, rules, settings.alerting.external_url, snapshot_path(storage.path))
@@ -64,6 +67,8 @@ class Daemon:
         )
         self.writer = HistoryWriter(self._con, derived_tables(self._con, settings), alerts)
         self.delivery = delivery_worker(self._con, rules, settings) if rules is not None else None
+        self.metrics = DaemonMetrics()
+        self.queries = query_service(self._con, settings, self.metrics) if settings.query.enabled else None
         self.in_flight = InFlightWrite(self.writer)
         self.decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir, settings.registry.url))
         topic = settings.kafka.topic
@@ -72,7 +77,6 @@ class Daemon:
         )
         d = settings.daemon
         self.dlq_limit = DeadLetterLimit(d.dlq_max_ratio, d.dlq_window_messages, d.dlq_max_consecutive)
-        self.metrics = DaemonMetrics()
         self._stopping = False
         self._last_alive = 0.0
         self._last_lag = 0.0
@@ -113,6 +117,13 @@ class Daemon:
         if self.settings.daemon.metrics_port is not None:
             port = self.metrics.serve(self.settings.daemon.metrics_host, self.settings.daemon.metrics_port)
             log.info("metrics on http://%s:%d/metrics", self.settings.daemon.metrics_host, port)
+        if self.queries is not None:
+            q = self.settings.query
+            try:
+                port = self.queries.serve(q.host, q.port, discovery_path(self.settings.storage.path))
+            except OSError as exc:
+                raise ConfigError(f"query.port: cannot listen on {q.host}:{q.port}: {exc.strerror}") from exc
+            log.info("queries on http://%s:%d/v1/query (read-only snapshots)", q.host, port)
         consumed, idle_since = 0, time.monotonic()
         report = Reporter()
         try:
@@ -178,6 +189,8 @@ class Daemon:
     def close(self) -> None:
         """Finish the write in flight, leave the consumer group, close the database (checkpointing it)."""
         self.in_flight.close()
+        if self.queries is not None:
+            self.queries.stop()
         if self.delivery is not None:
             self.delivery.stop(timeout=10.0)
         self.source.close()
@@ -236,6 +249,25 @@ def duckdb_threads(settings: Settings) -> int | None:
     if settings.storage.threads is not None:
         return settings.storage.threads
     return 1 if settings.processing.enabled else None
+
+
+def archive_root(settings: Settings) -> Path:
+    """The Parquet archive's directory: ``retention.archive_dir``, or ``<db>.archive`` beside the database."""
+    path = settings.storage.path
+    return settings.retention.archive_dir or path.with_name(path.name + ".archive")
+
+
+def query_service(con: duckdb.DuckDBPyConnection, settings: Settings, metrics: DaemonMetrics) -> QueryService:
+    """The query service the settings ask for (cursors made now, before the writer thread uses ``con``)."""
+    q = settings.query
+    return QueryService(
+        con,
+        QueryLimits(q.statement_timeout_s, q.max_result_rows, q.max_result_bytes),
+        max_concurrent=q.max_concurrent,
+        token=q.token.get_secret_value() if q.token is not None else None,
+        nice=q.nice,
+        observe=metrics.observe_query,
+    )
 
 
 def load_alert_rules(settings: Settings) -> RuleSet | None:

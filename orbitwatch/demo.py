@@ -69,6 +69,7 @@ def demo(config_path: Path | None, data_dir: Path) -> None:
                 "liveness_file": str(data_dir / "orbitwatch.alive"),
                 "log_level": "WARNING",
             },
+            query={"port": 0},  # any free port: the demo must not fail on a busy one
         )
         setup_logging(settings.daemon.log_level)
         create_topic(settings.kafka.bootstrap_servers, settings.kafka.topic, 4)

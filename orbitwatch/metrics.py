@@ -27,7 +27,21 @@ class DaemonMetrics:
             registry=r,
         )
         self.lag = Gauge("orbitwatch_consumer_lag", "Messages behind the end offset", ["partition"], registry=r)
+        self.queries = Counter(
+            "orbitwatch_queries_total", "Queries served, by outcome (ok or the refusal)", ["outcome"], registry=r
+        )
+        self.query_seconds = Histogram(
+            "orbitwatch_query_seconds",
+            "Time to run and fetch one served query",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
         self.last_batch = Gauge("orbitwatch_last_batch_timestamp_seconds", "When the last batch committed", registry=r)
+
+    def observe_query(self, outcome: str, seconds: float) -> None:
+        """Count one served query and its duration."""
+        self.queries.labels(outcome=outcome).inc()
+        self.query_seconds.observe(seconds)
 
     def serve(self, host: str, port: int) -> int:
         """Start the HTTP endpoint in a daemon thread; returns the bound port."""

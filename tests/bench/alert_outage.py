@@ -170,6 +170,7 @@ def child(args: argparse.Namespace) -> None:
         kafka={"bootstrap_servers": args.servers, "topic": args.topic, "group_id": f"bench-{uuid.uuid4().hex}"},
         storage={"path": str(db)},
         daemon={"metrics_port": None, "liveness_file": None, "max_batch_messages": args.batch},
+        query={"port": 0},
         processing={"enabled": True},
         alerting={
             "rules_file": args.rules,

@@ -40,6 +40,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         },
         storage={"path": str(Path(tempfile.mkdtemp()) / "bench.duckdb")},
         daemon={"metrics_port": None, "liveness_file": None, "max_batch_messages": args.batch},
+        query={"port": 0},
         processing={"enabled": args.mode == "daemon"},
     )
 

@@ -1,0 +1,113 @@
+"""A Python client of the daemon's query service (what ``orbitwatch query`` uses while a daemon runs).
+
+client = QueryClient.discover(Path("data/orbitwatch.duckdb"))   # or QueryClient("http://127.0.0.1:9465")
+frame = client.saved("hottest-racks", {"hours": 6})            # a polars DataFrame, over Arrow IPC
+frame = client.query("SELECT count(*) AS racks FROM fleet_health_now")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+
+from orbitwatch.errors import OrbitwatchError
+from orbitwatch.query_service import discovery_path
+from orbitwatch.result_formats import WireFormat, decode
+
+Params = dict[str, int | float | str]
+
+
+class QueryServiceError(OrbitwatchError):
+    """The service refused or failed a query: ``kind`` (read_only, file_access, timeout, too_large, busy,
+    query, bad_request, unauthorized, not_found, unreachable) and the service's message."""
+
+    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+
+class QueryClient:
+    """Queries one daemon's service; results come back as polars DataFrames (Arrow IPC on the wire)."""
+
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 120.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+
+    @classmethod
+    def discover(cls, db_path: Path, token: str | None = None, timeout_s: float = 120.0) -> QueryClient | None:
+        """The client of the daemon running on ``db_path``, or None when no live daemon advertises one."""
+        try:
+            info = json.loads(discovery_path(db_path).read_text())
+            url, pid = str(info["url"]), int(info["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not _alive(pid):
+            return None  # a stale file: the daemon was killed without cleaning up
+        return cls(url, token, timeout_s)
+
+    def query(self, sql: str, params: Params | None = None) -> pl.DataFrame:
+        """Run ``sql`` (named ``$parameters`` bound from ``params``) in one snapshot."""
+        return decode(self.fetch(sql, params=params, fmt="arrow"), "arrow")
+
+    def saved(self, name: str, params: Params | None = None) -> pl.DataFrame:
+        """Run the saved query ``name`` with ``params`` over its defaults."""
+        return decode(self.fetch(saved=name, params=params, fmt="arrow"), "arrow")
+
+    def fetch(
+        self, sql: str | None = None, *, saved: str | None = None, params: Params | None = None, fmt: WireFormat
+    ) -> bytes:
+        """The raw result body in ``fmt`` (json, csv, arrow or parquet): of ``sql``, or of a saved query."""
+        body: dict[str, Any] = {"params": params or {}, "format": fmt}
+        if saved is not None:
+            path = f"/v1/saved/{saved}"
+        else:
+            path, body["sql"] = "/v1/query", sql
+        try:
+            response = self._http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise QueryServiceError("unreachable", f"query service at {self.url}: {exc}") from exc
+        if response.status_code != 200:
+            raise _error(response)
+        return response.content
+
+    def health(self) -> bool:
+        """True when the service answers its health check."""
+        try:
+            return self._http.get("/v1/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> QueryClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _error(response: httpx.Response) -> QueryServiceError:
+    try:
+        payload = response.json()
+        return QueryServiceError(str(payload["error"]), str(payload["message"]), response.status_code)
+    except (ValueError, KeyError, TypeError):
+        return QueryServiceError("http", f"HTTP {response.status_code}: {response.text[:200]}", response.status_code)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

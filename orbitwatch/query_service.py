@@ -1,0 +1,346 @@
+"""The daemon's query service: read-only SQL over HTTP on consistent snapshots while the writer goes on.
+
+DuckDB allows one process per database file, so while the daemon runs nobody else can open it; the daemon
+therefore answers queries itself, each on its own cursor of its connection in a read-only transaction (one
+snapshot per query: whole batches or nothing). ``storage.guarded`` holds the guards.
+
+Endpoints (JSON errors ``{"error": kind, "message": ...}``):
+
+- ``POST /v1/query`` ``{"sql": "...", "params": {"name": value}, "format": "json|csv|arrow|parquet"}``;
+  also ``GET /v1/query?sql=...&format=csv`` for curl and browsers;
+- ``GET /v1/saved`` lists the saved queries; ``POST /v1/saved/NAME`` ``{"params": {...}, "format": ...}`` or
+  ``GET /v1/saved/NAME?hours=6&format=csv`` runs one;
+- ``GET /v1/health``: liveness, without a token.
+
+Decisions: queries run at a lower scheduling priority (``query.nice``, per thread on Linux) and at most
+``query.max_concurrent`` at once, so that operators' queries slow down before ingestion does on a busy
+machine; a query waits for a free slot up to its timeout, then gets ``busy`` (503). With ``query.token`` set,
+every endpoint but health needs ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
+
+import duckdb
+
+from orbitwatch.result_formats import CONTENT_TYPES, WIRE_FORMATS, WireFormat, encode
+from storage.errors import QueryError, QueryRefusedError
+from storage.guarded import GuardedResult, Parameters, QueryLimits, run_guarded
+from storage.saved_queries import SAVED_QUERIES, bind
+
+log = logging.getLogger(__name__)
+MAX_REQUEST_BYTES = 1024 * 1024
+_STATUS = {
+    "read_only": HTTPStatus.FORBIDDEN,
+    "file_access": HTTPStatus.FORBIDDEN,
+    "timeout": HTTPStatus.GATEWAY_TIMEOUT,
+    "too_large": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    "busy": HTTPStatus.SERVICE_UNAVAILABLE,
+    "query": HTTPStatus.BAD_REQUEST,
+    "bad_request": HTTPStatus.BAD_REQUEST,
+    "unauthorized": HTTPStatus.UNAUTHORIZED,
+    "not_found": HTTPStatus.NOT_FOUND,
+}
+Observer = Callable[[str, float], None]
+"""Called with each query's outcome (``ok`` or an error kind) and its seconds, e.g. for metrics."""
+
+
+class ServiceError(Exception):
+    """A request the service answers with an error: ``kind`` (see ``_STATUS``) and a message."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer: status, content type, body and extra headers."""
+
+    status: HTTPStatus
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class QueryService:
+    """Runs guarded queries on a pool of cursors of the daemon's connection and serves them over HTTP."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        limits: QueryLimits,
+        *,
+        max_concurrent: int = 2,
+        token: str | None = None,
+        nice: int = 0,
+        prepare: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+        observe: Observer | None = None,
+    ) -> None:
+        self.limits = limits
+        self._token = token
+        self._nice = nice
+        self._prepare = prepare
+        self._observe = observe
+        self._cursors: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
+        self._all = [con.cursor() for _ in range(max_concurrent)]  # made before any other thread uses con
+        for cursor in self._all:
+            self._cursors.put(cursor)
+        self._busy: set[duckdb.DuckDBPyConnection] = set()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._discovery: Path | None = None
+
+    # -- queries -----------------------------------------------------------------------------------------
+
+    def run(self, sql: str, parameters: Parameters | None = None) -> GuardedResult:
+        """One guarded query on a free cursor (waits up to the timeout for one, then ``busy``)."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            with self._cursor() as cursor:
+                return run_guarded(cursor, sql, parameters, self.limits, self._prepare)
+        except QueryRefusedError as exc:
+            outcome = exc.kind
+            raise
+        except QueryError:
+            outcome = "query"
+            raise
+        except ServiceError as exc:
+            outcome = exc.kind
+            raise
+        finally:
+            if self._observe is not None:
+                self._observe(outcome, time.perf_counter() - started)
+
+    def run_saved(self, name: str, given: dict[str, str]) -> GuardedResult:
+        """A saved query by name with ``given`` parameters (typed by the saved query's definition)."""
+        saved = SAVED_QUERIES.get(name)
+        if saved is None:
+            raise ServiceError("not_found", f"no saved query {name!r} (saved: {', '.join(SAVED_QUERIES)})")
+        try:
+            values = bind(saved, given)
+        except QueryError as exc:
+            raise ServiceError("bad_request", str(exc)) from exc
+        return self.run(saved.sql, values)
+
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        try:
+            cursor = self._cursors.get(timeout=self.limits.timeout_s)
+        except queue.Empty:
+            raise ServiceError(
+                "busy", f"no query slot free within {self.limits.timeout_s:g} s (query.max_concurrent)"
+            ) from None
+        with self._lock:
+            self._busy.add(cursor)
+        try:
+            yield cursor
+        finally:
+            with self._lock:
+                self._busy.discard(cursor)
+            self._cursors.put(cursor)
+
+    # -- HTTP ----------------------------------------------------------------------------------------------
+
+    def serve(self, host: str, port: int, discovery: Path | None = None) -> int:
+        """Listen on ``host:port`` (0: any free port) in a background thread; returns the port.
+
+        ``discovery`` (``<db>.query.json``) gets the URL, so ``orbitwatch query`` finds the running daemon.
+        """
+        service = self
+
+        class Handler(_Handler):
+            owner = service
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="query-service", daemon=True)
+        self._thread.start()
+        bound = int(server.server_address[1])
+        if discovery is not None:
+            _write_discovery(discovery, f"http://{_url_host(host)}:{bound}", self._token is not None)
+            self._discovery = discovery
+        return bound
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop listening, interrupt running queries, and release the cursors (before the connection closes)."""
+        if self._discovery is not None:
+            self._discovery.unlink(missing_ok=True)
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        with self._lock:
+            for cursor in self._busy:
+                cursor.interrupt()
+        deadline = time.monotonic() + timeout_s
+        for _ in self._all:  # every cursor back in the pool: no query uses the connection any more
+            with contextlib.suppress(queue.Empty):
+                self._cursors.get(timeout=max(0.0, deadline - time.monotonic()))
+        for cursor in self._all:
+            with contextlib.suppress(duckdb.Error):
+                cursor.close()
+
+    def authorized(self, header: str | None) -> bool:
+        """True without a token, or when ``header`` is ``Bearer <token>`` (compared in constant time)."""
+        if self._token is None:
+            return True
+        expected = f"Bearer {self._token}".encode()
+        return header is not None and hmac.compare_digest(header.encode(), expected)
+
+    def lower_priority(self) -> None:
+        """Lower this thread's scheduling priority by ``nice`` (Linux: niceness is per thread)."""
+        if self._nice:
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: QueryService
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: without it, 40 ms of delayed ACK each
+    server_version = "orbitwatch-query/1"
+
+    def do_GET(self) -> None:
+        """Health, the saved-query list, a query or a saved query from the URL."""
+        self._answer(self._route("GET"))
+
+    def do_POST(self) -> None:
+        """A query or a saved query from a JSON body."""
+        self._answer(self._route("POST"))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Requests are logged at debug level (a polling client must not flood the daemon's log)."""
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _route(self, method: str) -> Answer:
+        url = urlsplit(self.path)
+        try:
+            if url.path == "/v1/health":
+                return _json(HTTPStatus.OK, {"status": "ok"})
+            if not self.owner.authorized(self.headers.get("Authorization")):
+                raise ServiceError("unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>'")
+            args = self._arguments(method, url.query)
+            fmt = _format(args.pop("format", "json"))
+            if url.path == "/v1/saved" and method == "GET":
+                return _json(HTTPStatus.OK, _saved_list())
+            if url.path == "/v1/query":
+                sql = args.get("sql")
+                if not isinstance(sql, str) or not sql.strip():
+                    raise ServiceError("bad_request", 'give the SQL as "sql"')
+                params = args.get("params") or None
+                if params is not None and not isinstance(params, dict):
+                    raise ServiceError("bad_request", '"params" must be an object of name: value')
+                self.owner.lower_priority()
+                return _result(self.owner.run(sql, params), fmt)
+            if url.path.startswith("/v1/saved/"):
+                name = url.path.removeprefix("/v1/saved/")
+                given = args.get("params", {}) if method == "POST" else args
+                if not isinstance(given, dict):
+                    raise ServiceError("bad_request", '"params" must be an object of name: value')
+                self.owner.lower_priority()
+                return _result(self.owner.run_saved(name, {k: str(v) for k, v in given.items()}), fmt)
+            raise ServiceError("not_found", f"no endpoint {method} {url.path} (see /v1/saved, /v1/query)")
+        except ServiceError as exc:
+            return _error(exc.kind, str(exc))
+        except QueryRefusedError as exc:
+            log.info("query refused (%s): %s", exc.kind, exc)
+            return _error(exc.kind, str(exc))
+        except QueryError as exc:
+            return _error("query", str(exc))
+
+    def _arguments(self, method: str, query: str) -> dict[str, Any]:
+        if method == "GET":
+            return {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_REQUEST_BYTES:
+            raise ServiceError("bad_request", f"request body over {MAX_REQUEST_BYTES} bytes")
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except json.JSONDecodeError as exc:
+            raise ServiceError("bad_request", f"the body is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ServiceError("bad_request", "the body must be a JSON object")
+        args = cast(dict[str, Any], body)
+        url_args = parse_qs(query)
+        if "format" in url_args and "format" not in args:
+            args["format"] = url_args["format"][-1]
+        return args
+
+    def _answer(self, answer: Answer) -> None:
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        if answer.status == HTTPStatus.UNAUTHORIZED:
+            self.send_header("WWW-Authenticate", 'Bearer realm="orbitwatch"')
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+
+def _format(value: object) -> WireFormat:
+    if value not in WIRE_FORMATS:
+        raise ServiceError("bad_request", f"format must be one of {', '.join(WIRE_FORMATS)}, got {value!r}")
+    return cast(WireFormat, value)
+
+
+def _result(result: GuardedResult, fmt: WireFormat) -> Answer:
+    headers = (("X-Orbitwatch-Rows", str(result.frame.height)), ("X-Orbitwatch-Seconds", f"{result.elapsed_s:.4f}"))
+    return Answer(HTTPStatus.OK, CONTENT_TYPES[fmt], encode(result.frame, fmt), headers)
+
+
+def _json(status: HTTPStatus, value: object) -> Answer:
+    return Answer(status, CONTENT_TYPES["json"], json.dumps(value).encode())
+
+
+def _error(kind: str, message: str) -> Answer:
+    return _json(_STATUS.get(kind, HTTPStatus.BAD_REQUEST), {"error": kind, "message": message})
+
+
+def _saved_list() -> list[dict[str, object]]:
+    return [
+        {
+            "name": q.name,
+            "description": q.description,
+            "parameters": {
+                n: {"type": p.kind.__name__, "default": p.default, "help": p.help} for n, p in q.parameters.items()
+            },
+        }
+        for q in SAVED_QUERIES.values()
+    ]
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _write_discovery(path: Path, url: str, token_required: bool) -> None:
+    """Write ``<db>.query.json`` atomically: where the running daemon answers queries."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "token_required": token_required}))
+    tmp.replace(path)
+
+
+def discovery_path(db_path: Path) -> Path:
+    """Where a daemon writing ``db_path`` advertises its query service."""
+    return db_path.with_name(db_path.name + ".query.json")

@@ -1,0 +1,201 @@
+"""Guarded read-only queries: what the daemon's query service runs for operators beside the writer.
+
+One query = one snapshot: it runs in a ``READ ONLY`` transaction on its own cursor of the daemon's connection,
+so it sees exactly the batches committed when it started (each batch's rows, derived tables and offsets are
+one transaction, so never half a batch), and the writer goes on meanwhile (DuckDB's MVCC).
+
+The guards, each refusal a ``QueryRefusedError`` whose ``kind`` names it:
+
+- ``read_only``: one statement, a ``SELECT`` (which includes ``FROM``-first, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``)
+  or an ``EXPLAIN``; the read-only transaction refuses any write that slips through (``nextval``...).
+- ``file_access``: the daemon's DuckDB runs with external access off (``storage.database.open_database``'s
+  sandbox): only the archive directory and the database's own files can be read. DuckDB's permission error is
+  reported as this kind.
+- ``timeout``: the query is interrupted after ``timeout_s``.
+- ``too_large``: the result is streamed in Arrow batches and refused as soon as it passes ``max_rows`` or
+  ``max_bytes`` (refused, never silently truncated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from storage.errors import QueryError, QueryRefusedError
+
+_READ_STATEMENTS = {"SELECT", "EXPLAIN"}
+_FORBIDDEN_FUNCTIONS = {"checkpoint", "force_checkpoint"}
+_BATCH_ROWS = 65_536
+Parameters = dict[str, int | float | str]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryLimits:
+    """The service's limits for one query."""
+
+    timeout_s: float = 30.0
+    max_rows: int = 1_000_000
+    max_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class GuardedResult:
+    """A query's result and how long it took (execution plus fetching)."""
+
+    frame: pl.DataFrame
+    elapsed_s: float
+
+
+def check_read_only(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse anything but exactly one read statement (``QueryRefusedError`` kind ``read_only``)."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from exc
+    if len(statements) != 1:
+        raise QueryRefusedError("read_only", f"send exactly one statement per query (got {len(statements)})")
+    kind = str(statements[0].type).rsplit(".", 1)[-1]
+    if kind not in _READ_STATEMENTS:
+        raise QueryRefusedError(
+            "read_only", f"only read statements (SELECT, EXPLAIN) are allowed; this is a {kind} statement"
+        )
+    called = _function_names(cursor, sql) & _FORBIDDEN_FUNCTIONS
+    if called:
+        raise QueryRefusedError("read_only", f"{', '.join(sorted(called))}() is not allowed in a query")
+
+
+def run_guarded(
+    cursor: duckdb.DuckDBPyConnection,
+    sql: str,
+    parameters: Parameters | None,
+    limits: QueryLimits,
+    prepare: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+) -> GuardedResult:
+    """Run one read-only query on ``cursor`` in its own snapshot, within ``limits``.
+
+    ``prepare`` runs first in the same transaction (e.g. the archive's union views). DuckDB's own errors
+    become ``QueryError`` with its message; guard refusals ``QueryRefusedError``.
+    """
+    check_read_only(cursor, sql)
+    started = time.perf_counter()
+    cursor.execute("BEGIN TRANSACTION READ ONLY")
+    try:
+        with _Deadline(cursor, limits.timeout_s) as deadline:
+            try:
+                if prepare is not None:
+                    prepare(cursor)
+                relation = cursor.sql(sql, params=parameters) if parameters else cursor.sql(sql)
+                frame = _fetch(relation, limits) if relation is not None else pl.DataFrame()
+            except duckdb.InterruptException:
+                if deadline.fired:
+                    raise QueryRefusedError(
+                        "timeout", f"cancelled after {limits.timeout_s:g} s (query.statement_timeout_s)"
+                    ) from None
+                raise
+            except duckdb.PermissionException as exc:
+                raise QueryRefusedError("file_access", f"the query service reads no files: {exc}") from exc
+            except duckdb.Error as exc:
+                raise QueryError(str(exc)) from exc
+    finally:
+        _rollback(cursor)
+    return GuardedResult(frame, time.perf_counter() - started)
+
+
+def _fetch(relation: duckdb.DuckDBPyRelation, limits: QueryLimits) -> pl.DataFrame:
+    reader = relation.to_arrow_reader(_BATCH_ROWS)
+    try:
+        return _collect(reader, limits)
+    finally:
+        reader.close()  # a pending result would keep the transaction from rolling back
+
+
+def _collect(reader: pa.RecordBatchReader, limits: QueryLimits) -> pl.DataFrame:
+    batches, rows, size = [], 0, 0
+    for batch in _batches(reader):
+        rows += batch.num_rows
+        size += batch.nbytes
+        if rows > limits.max_rows:
+            raise QueryRefusedError(
+                "too_large",
+                f"the result has more than {limits.max_rows:,} rows (query.max_result_rows): "
+                "aggregate it or add a LIMIT",
+            )
+        if size > limits.max_bytes:
+            raise QueryRefusedError(
+                "too_large",
+                f"the result is larger than {limits.max_bytes:,} bytes (query.max_result_bytes): "
+                "select fewer columns or rows",
+            )
+        batches.append(batch)
+    frame = pl.from_arrow(pa.Table.from_batches(batches, schema=reader.schema))
+    assert isinstance(frame, pl.DataFrame)  # a Table always converts to a DataFrame
+    return frame
+
+
+def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    while True:
+        try:
+            yield reader.read_next_batch()
+        except StopIteration:
+            return
+
+
+def _function_names(cursor: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
+    """Every function name in the statement's parse tree (DuckDB's ``json_serialize_sql``)."""
+    try:
+        tree = json.loads(cursor.execute("SELECT json_serialize_sql($sql)", {"sql": sql}).fetchall()[0][0])
+    except (duckdb.Error, json.JSONDecodeError, IndexError):
+        return set()
+    names: set[str] = set()
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            name = node.get("function_name")
+            if isinstance(name, str):
+                names.add(name.lower())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return names
+
+
+def _rollback(cursor: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):  # the transaction already ended (DuckDB ended a failed one)
+        cursor.execute("ROLLBACK")
+
+
+class _Deadline:
+    """Interrupts ``cursor`` after ``seconds`` unless the query finished first (no interrupt after the end)."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, seconds: float) -> None:
+        self._cursor = cursor
+        self._lock = threading.Lock()
+        self._done = False
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._lock:
+            self._done = True
+            self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if not self._done:
+                self.fired = True
+                self._cursor.interrupt()

@@ -1,0 +1,197 @@
+"""The query service over real HTTP and a real DuckDB file: formats, guards, tokens, snapshots."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import httpx
+import polars as pl
+import pytest
+
+from orbitwatch.query_client import QueryClient, QueryServiceError
+from orbitwatch.query_service import QueryService, discovery_path
+from orbitwatch.result_formats import WIRE_FORMATS, decode
+from storage.database import open_database
+from storage.guarded import QueryLimits
+
+LIMITS = QueryLimits(timeout_s=1.0, max_rows=1_000, max_bytes=1_000_000)
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A migrated history file, sandboxed as the daemon opens it, with a small table of its own."""
+    archive = tmp_path / "orbitwatch.duckdb.archive"
+    con = open_database(tmp_path / "orbitwatch.duckdb", sandbox=[archive])
+    con.execute("CREATE TABLE ledger (batch INTEGER, side VARCHAR, amount INTEGER)")
+    con.execute("INSERT INTO ledger SELECT range, 'credit', 1 FROM range(10)")
+    yield con
+    con.close()
+
+
+def serve(con: duckdb.DuckDBPyConnection, tmp_path: Path, **options: object) -> tuple[QueryService, str]:
+    """A running service on a free port, and its URL."""
+    service = QueryService(con, options.pop("limits", LIMITS), **options)  # type: ignore[arg-type]
+    port = service.serve("127.0.0.1", 0, discovery_path(tmp_path / "orbitwatch.duckdb"))
+    return service, f"http://127.0.0.1:{port}"
+
+
+def test_every_format_carries_the_same_rows(history: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    service, url = serve(history, tmp_path)
+    client = QueryClient(url)
+    sql = "SELECT batch, side, amount FROM ledger WHERE batch < $n ORDER BY batch"
+    try:
+        expected = pl.DataFrame({"batch": list(range(5)), "side": ["credit"] * 5, "amount": [1] * 5})
+        for fmt in WIRE_FORMATS:
+            frame = decode(client.fetch(sql, params={"n": 5}, fmt=fmt), fmt)  # type: ignore[arg-type]
+            assert frame.rows() == expected.rows(), fmt
+        assert client.query(sql, {"n": 5}).schema["batch"] == pl.Int32  # Arrow keeps DuckDB's types
+        csv = httpx.get(f"{url}/v1/query", params={"sql": "SELECT 1 AS one", "format": "csv"})
+        assert csv.text == "one\n1\n"
+        assert csv.headers["content-type"].startswith("text/csv")
+    finally:
+        client.close()
+        service.stop()
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind", "says"),
+    [
+        ("DELETE FROM ledger", "read_only", "DELETE statement"),
+        ("CREATE TABLE x (a INTEGER)", "read_only", "CREATE statement"),
+        ("SELECT 1; DROP TABLE ledger", "read_only", "exactly one statement"),
+        ("SET threads = 8", "read_only", "SET statement"),
+        ("ATTACH '/tmp/other.duckdb' AS other", "read_only", "ATTACH statement"),
+        ("COPY ledger TO '/tmp/ledger.csv'", "read_only", "COPY statement"),
+        ("SELECT * FROM checkpoint()", "read_only", "checkpoint() is not allowed"),
+        ("SELECT nextval('no_such_sequence')", "query", "no_such_sequence"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "file_access", "/etc/passwd"),
+        ("SELECT * FROM read_text('/etc/hostname')", "file_access", "/etc/hostname"),
+        ("SELECT * FROM glob('/etc/*')", "file_access", "/etc/*"),
+        ("SELECT count(*) FROM range(100000000000) a, range(100) b", "timeout", "cancelled after 1 s"),
+        ("SELECT * FROM range(5000)", "too_large", "more than 1,000 rows"),
+        ("SELECT repeat('x', 20000) FROM range(100)", "too_large", "larger than 1,000,000 bytes"),
+        ("SELECT no_such_column FROM ledger", "query", 'column "no_such_column"'),
+    ],
+)
+def test_guards_refuse_with_a_clear_message(
+    history: duckdb.DuckDBPyConnection, tmp_path: Path, sql: str, kind: str, says: str
+) -> None:
+    service, url = serve(history, tmp_path)
+    client = QueryClient(url)
+    try:
+        with pytest.raises(QueryServiceError) as refused:
+            client.query(sql)
+        assert refused.value.kind == kind
+        assert says in str(refused.value)
+        assert history.execute("SELECT count(*) FROM ledger").fetchall() == [(10,)]  # nothing changed
+        assert client.query("SELECT count(*) AS n FROM ledger")["n"].to_list() == [10]  # the slot is reusable
+    finally:
+        client.close()
+        service.stop()
+
+
+def test_token_is_required_when_set(history: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    service, url = serve(history, tmp_path, token="s3cret")
+    try:
+        for token in (None, "wrong"):
+            with QueryClient(url, token) as client, pytest.raises(QueryServiceError) as refused:
+                client.query("SELECT 1")
+            assert (refused.value.kind, refused.value.status) == ("unauthorized", 401)
+        with QueryClient(url, "s3cret") as client:
+            assert client.query("SELECT 1 AS one")["one"].to_list() == [1]
+        assert httpx.get(f"{url}/v1/health").status_code == 200  # health needs no token
+    finally:
+        service.stop()
+
+
+def test_saved_queries_by_name_with_typed_parameters(history: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    service, url = serve(history, tmp_path)
+    client = QueryClient(url)
+    try:
+        assert client.saved("telemetry-gaps", {"limit": 5}).height == 0  # an empty history: no gaps
+        listed = httpx.get(f"{url}/v1/saved").json()
+        assert {q["name"] for q in listed} >= {"hottest-racks", "rising-ecc", "tenant-usage"}
+        with pytest.raises(QueryServiceError, match="no saved query 'nope'"):
+            client.saved("nope")
+        with pytest.raises(QueryServiceError, match="hours must be int"):
+            client.saved("hottest-racks", {"hours": "six"})
+        with pytest.raises(QueryServiceError, match="needs --param rack"):
+            client.saved("rack-health-changes")
+    finally:
+        client.close()
+        service.stop()
+
+
+def test_each_query_sees_whole_transactions_while_a_writer_commits(
+    history: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """A writer moves amounts between two rows in transactions; every query's total is the same."""
+    service, url = serve(history, tmp_path, max_concurrent=2)
+    writer = history.cursor()
+    writer.execute("CREATE TABLE accounts (name VARCHAR, balance INTEGER)")
+    writer.execute("INSERT INTO accounts VALUES ('a', 1000), ('b', 0)")
+    stop = threading.Event()
+
+    def transfer() -> None:
+        while not stop.is_set():
+            writer.execute("BEGIN TRANSACTION")
+            writer.execute("UPDATE accounts SET balance = balance - 1 WHERE name = 'a'")
+            writer.execute("INSERT INTO ledger VALUES (-1, 'debit', 1)")
+            writer.execute("UPDATE accounts SET balance = balance + 1 WHERE name = 'b'")
+            writer.execute("COMMIT")
+
+    thread = threading.Thread(target=transfer)
+    thread.start()
+    client = QueryClient(url)
+    sql = """SELECT (SELECT sum(balance) FROM accounts) AS total, (SELECT balance FROM accounts WHERE name = 'b') AS b,
+        (SELECT count(*) FROM ledger WHERE side = 'debit') AS debits"""
+    try:
+        seen = [client.query(sql).row(0) for _ in range(50)]
+    finally:
+        stop.set()
+        thread.join()
+        client.close()
+        service.stop()
+    assert {total for total, _, _ in seen} == {1000}
+    assert all(b == debits for _, b, debits in seen)  # the ledger row and the balance: same transaction
+    assert len({b for _, b, _ in seen}) > 1  # the writer did commit meanwhile
+
+
+def test_discovery_file_points_at_the_running_service(history: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    db = tmp_path / "orbitwatch.duckdb"
+    service, url = serve(history, tmp_path)
+    try:
+        client = QueryClient.discover(db)
+        assert client is not None
+        with client:
+            assert client.url == url
+            assert client.health()
+    finally:
+        service.stop()
+    assert QueryClient.discover(db) is None  # removed on stop
+    discovery_path(db).write_text('{"url": "http://127.0.0.1:1", "pid": 999999999}')
+    assert QueryClient.discover(db) is None  # a dead daemon's stale file is ignored
+
+
+def test_a_busy_service_says_so(history: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """With every slot taken for longer than the timeout, the next query is refused as busy."""
+    limits = QueryLimits(timeout_s=0.3, max_rows=10, max_bytes=10_000)
+    service, url = serve(history, tmp_path, max_concurrent=1, limits=limits)
+    try:
+        with service._cursor():  # the only slot, held as a long query would
+            assert _kind(QueryClient(url), "SELECT 1") == "busy"
+        assert _kind(QueryClient(url), "SELECT 1") == "ok"
+    finally:
+        service.stop()
+
+
+def _kind(client: QueryClient, sql: str) -> str:
+    with client:
+        try:
+            client.query(sql)
+        except QueryServiceError as exc:
+            return exc.kind
+    return "ok"
