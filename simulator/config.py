@@ -64,7 +64,14 @@ class SimulationConfig(BaseModel):
     satellites: int = Field(default=2, ge=1)
     racks_per_satellite: int = Field(default=2, ge=1)
     duration_s: float = Field(default=600.0, gt=0)
+    frame_interval_s: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="simulated seconds between a rack's frames (accelerated time for long histories); the "
+        "rack's state advances one step per frame, so its per-second rates (jobs, ECC, SEUs) apply per frame",
+    )
     start: datetime = datetime(2026, 11, 1, tzinfo=UTC)
+    boot_epoch: int = Field(default=0, ge=0, description="every rack's boot epoch at the start (after reboots)")
     seed: int = 0
 
     contact: Literal["orbital", "continuous"] = "orbital"

@@ -61,14 +61,15 @@ class Simulation:
         if self._started:
             raise RuntimeError("a Simulation yields its messages only once")
         self._started = True
-        seconds = math.ceil(self.config.duration_s)
-        for second in range(seconds):
+        interval = self.config.frame_interval_s
+        ticks = math.ceil(self.config.duration_s / interval)
+        for tick in range(ticks):
             for rack, board in zip(self.racks, self._boards, strict=True):
-                self._step(rack, board, second)
-            yield from self._drain(self._start_ms + (second + 1) * 1000)
+                self._step(rack, board, tick * interval)
+            yield from self._drain(self._start_ms + round((tick + 1) * interval * 1000))
         if self.config.flush_on_board_at_end:
             for rack, board in zip(self.racks, self._boards, strict=True):
-                self._playback(rack, board, len(board), float(seconds), rack.schedule.last_station())
+                self._playback(rack, board, len(board), ticks * interval, rack.schedule.last_station())
         yield from self._drain(None)
         on_board: dict[tuple[str, int], set[int]] = {}
         for board in self._boards:
@@ -85,8 +86,11 @@ class Simulation:
             truth.messages_sent += 1
             yield message
 
-    def _step(self, rack: Rack, board: deque[SampledFrame], second: int) -> None:
-        offset = second + rack.phase_s
+    def _step(self, rack: Rack, board: deque[SampledFrame], tick_s: float) -> None:
+        """One frame interval of ``rack`` from ``tick_s``: sample (phase-shifted within the interval), deliver
+        or store it, and play stored frames back at ``playback_per_s`` while in contact."""
+        interval = self.config.frame_interval_s
+        offset = tick_s + rack.phase_s * interval
         if offset >= self.config.duration_s:
             return
         frame = rack.sample(offset)
@@ -97,7 +101,8 @@ class Simulation:
             return
         if frame is not None:
             self._deliver(rack, frame, offset + rack.link_rng.uniform(*LIVE_LATENCY_S), contact)
-        self._playback(rack, board, min(len(board), self.config.playback_per_s), offset, contact)
+        backlog = min(len(board), round(self.config.playback_per_s * interval))
+        self._playback(rack, board, backlog, offset, contact)
 
     def _playback(self, rack: Rack, board: deque[SampledFrame], count: int, offset: float, contact: GroundPass) -> None:
         rate = self.config.playback_per_s

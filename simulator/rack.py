@@ -43,7 +43,7 @@ class SampledFrame:
 
 
 class Rack:
-    """Samples one frame per second while the rack controller is up."""
+    """Samples one frame per ``frame_interval_s`` (1 s live) while the rack controller is up."""
 
     def __init__(
         self,
@@ -72,10 +72,10 @@ class Rack:
         self._upgrade_at = math.inf
         if self.schema_id == V1_SCHEMA_ID and self.rng.random() < config.upgrade_fraction:
             self._upgrade_at = self.rng.uniform(0.0, config.duration_s)
-        self.boot_epoch = 0
+        self.boot_epoch = config.boot_epoch
         self.next_seq = 0
         self._down_until = -1.0
-        self._reboot_p = config.reboot_rate_per_hour / 3600
+        self._reboot_p = min(1.0, config.reboot_rate_per_hour / 3600 * config.frame_interval_s)
         self._init_hardware()
 
     def _init_hardware(self) -> None:

@@ -332,6 +332,37 @@ def test_continuous_contact_delivers_everything_live_and_in_order(continuous: Ru
     assert truth.delivered_ids() == expected - lost
 
 
+def test_frame_interval_accelerates_time_with_one_frame_per_interval() -> None:
+    """``frame_interval_s``: one frame per rack per interval, consecutive sequence numbers, each rack at a
+    fixed phase within the interval; 1 s (the default) yields the same bytes as before the knob."""
+    slow = run(satellites=1, racks_per_satellite=3, duration_s=6 * 3600, frame_interval_s=600, **_CLEAN)
+    assert slow.truth.frames_sampled == 3 * 36
+    assert not slow.undecodable
+    for frames in slow.by_rack().values():
+        assert [item.frame["frame_seq"] for item in frames] == list(range(36))
+        offsets = [item.offset_s for item in frames]
+        assert all(b - a == pytest.approx(600, abs=1e-3) for a, b in pairwise(offsets))
+        assert 0 <= offsets[0] < 600
+        assert offsets[-1] < 6 * 3600
+        for item in frames:  # received live, within the link latency
+            assert 0 < item.message.timestamp_ms / 1000 - item.frame["sampled_at"].timestamp() < 0.5
+    assert len({round(frames[0].offset_s) for frames in slow.by_rack().values()}) == 3
+    default = SimulationConfig(duration_s=30, contact="continuous", seed=5)
+    explicit = default.model_copy(update={"frame_interval_s": 1.0})
+    assert list(generate(default)[0]) == list(generate(explicit)[0])
+    with pytest.raises(ValidationError):
+        SimulationConfig(frame_interval_s=0.5)
+
+
+def test_boot_epoch_continues_a_history_with_new_frame_keys() -> None:
+    later = run(satellites=1, racks_per_satellite=2, duration_s=30, boot_epoch=3, **_CLEAN)
+    assert {item.frame["boot_epoch"] for item in later.frames} == {3}
+    assert sorted(item.frame["frame_seq"] for item in later.frames) == sorted([*range(30), *range(30)])
+
+
+_CLEAN: dict[str, Any] = {"contact": "continuous", "seed": 2, "loss_rate": 0, "duplicate_rate": 0}
+
+
 def test_orbital_contact_plays_back_stored_frames_out_of_order(orbital: Run) -> None:
     stored = [item for item in orbital.frames if item.frame["stored"]]
     assert len(stored) > len(orbital.frames) / 2
