@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 import duckdb
+import polars as pl
 from rich.console import Console
 from rich.table import Table
 
@@ -167,7 +168,7 @@ def query(
     try:
         if client is not None:  # a daemon holds the file: ask it (read-only snapshot, its guards apply)
             frame = client.saved(saved, dict(given)) if saved else client.query(sql or "")
-            result = QueryResult(frame.columns, frame.rows()[:max_rows])
+            result = _from_frame(frame, max_rows)
         else:
             con = _open_history(config_path, dbs)
             result = run_saved(con, saved, given, max_rows) if saved else run_query(con, sql or "", max_rows=max_rows)
@@ -205,18 +206,29 @@ def _render(result: QueryResult, fmt: OutputFormat) -> str:
 @main.command("sql")
 @CONFIG_OPTION
 @DBS_OPTION
-def sql_shell(config_path: Path | None, dbs: tuple[Path, ...]) -> None:
+@click.option("--url", default=None, help="A daemon's query service (default: found beside the history file).")
+def sql_shell(config_path: Path | None, dbs: tuple[Path, ...], url: str | None) -> None:
     """Interactive SQL shell on the history (read-only): statements end with ';', .tables, .saved,
-    .format table|csv|json, .quit; line editing and history (~/.orbitwatch_sql_history)."""
+    .format table|csv|json, .quit; line editing and history (~/.orbitwatch_sql_history). Goes through the
+    running daemon's query service when there is one, as `orbitwatch query` does."""
     from orbitwatch.sql_shell import run_shell
 
+    client = _running_daemon(config_path, dbs, url)
+    if client is not None:
+        with client:
+            failed = run_shell(lambda sql: _from_frame(client.query(sql), 10_000), _render)
+        raise SystemExit(1 if failed else 0)
     try:
         con = _open_history(config_path, dbs)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
-    failed = run_shell(con, _render)
+    failed = run_shell(lambda sql: run_query(con, sql, max_rows=10_000), _render)
     con.close()
     raise SystemExit(1 if failed else 0)
+
+
+def _from_frame(frame: pl.DataFrame, max_rows: int) -> QueryResult:
+    return QueryResult(frame.columns, frame.rows()[:max_rows])
 
 
 @main.command("replay")

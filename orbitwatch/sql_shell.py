@@ -3,7 +3,8 @@
 Statements end with ``;`` and may span lines. ``.tables`` lists tables and views, ``.saved`` the saved
 queries, ``.format table|csv|json`` switches the output, ``.quit`` (or Ctrl-D) leaves. History is kept in
 ``~/.orbitwatch_sql_history`` (when readline is available). A bad statement prints DuckDB's message and the
-shell goes on. The file is opened read-only (several shards with repeated ``--db``), as ``orbitwatch query``.
+shell goes on. As ``orbitwatch query``: through the daemon's query service while one runs, else the file opened
+read-only (several shards with repeated ``--db``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
-import duckdb
 
+from orbitwatch.query_client import QueryServiceError
 from storage.errors import QueryError
-from storage.query import OutputFormat, QueryResult, run_query
+from storage.query import OutputFormat, QueryResult
 from storage.saved_queries import SAVED_QUERIES
 
 HISTORY = Path.home() / ".orbitwatch_sql_history"
@@ -73,8 +74,8 @@ def _input_lines(interactive: bool) -> Iterator[str]:
         prompt = PROMPT if line.strip().endswith(";") or line.strip().startswith(".") or not line.strip() else MORE
 
 
-def run_shell(con: duckdb.DuckDBPyConnection, render: Callable[[QueryResult, OutputFormat], str]) -> int:
-    """Read statements until ``.quit`` or end of input; returns how many failed."""
+def run_shell(run: Callable[[str], QueryResult], render: Callable[[QueryResult, OutputFormat], str]) -> int:
+    """Read statements until ``.quit`` or end of input, ``run`` each; returns how many failed."""
     interactive = sys.stdin.isatty()
     save = _readline_history() if interactive else (lambda: None)
     fmt: OutputFormat = "table"
@@ -101,8 +102,8 @@ def run_shell(con: duckdb.DuckDBPyConnection, render: Callable[[QueryResult, Out
                 click.echo(f"unknown command {statement.split()[0]} (.tables .saved .format .quit)", err=True)
                 continue
             try:
-                click.echo(render(run_query(con, statement, max_rows=10_000), fmt), nl=fmt == "table")
-            except QueryError as exc:
+                click.echo(render(run(statement), fmt), nl=fmt == "table")
+            except (QueryError, QueryServiceError) as exc:
                 failed += 1
                 click.echo(f"Error: {exc}", err=True)
     finally:

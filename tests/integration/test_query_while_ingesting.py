@@ -69,6 +69,18 @@ def test_queries_during_ingestion_see_whole_batches_and_match_the_file_afterward
         assert "only read statements" in refused.stderr
         with pytest.raises(QueryServiceError, match="file system operations are disabled"):
             client.query("SELECT * FROM read_csv('/etc/passwd')")
+        shell = subprocess.run(
+            [sys.executable, "-m", "orbitwatch.cli", "sql"],
+            input="SELECT count(*) AS frames\nFROM rack_frames;\nDROP TABLE rack_frames;\n.quit\n",
+            env=daemon.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert str(truth.distinct_frames_sent) in shell.stdout  # the shell went through the service
+        assert "only read statements" in shell.stderr
+        assert shell.returncode == 1  # one statement failed
 
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(30) == 0
