@@ -3,8 +3,9 @@
 StorageError
 ├── SchemaVersionError   the database was written by a newer orbitwatch, or a migration failed
 ├── DatabaseLockedError  another process holds the DuckDB file
-└── QueryError           an operator's SQL failed; carries DuckDB's own message
-    └── QueryRefusedError  a guard of the query service refused it (``kind`` says which)
+├── QueryError           an operator's SQL failed; carries DuckDB's own message
+│   └── QueryRefusedError  a guard of the query service refused it (``kind`` says which)
+└── ArchiveError         moving old days to the Parquet archive, or reading it back, failed
 """
 
 from __future__ import annotations
@@ -32,3 +33,7 @@ class QueryRefusedError(QueryError):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class ArchiveError(StorageError):
+    """Moving old days to the Parquet archive, or reading it back, failed (the rows stay live)."""

@@ -7,6 +7,11 @@ Tables (columns are documented in the README):
 - ``dead_letters``: messages that could not be stored, with raw bytes and reason; keyed by coordinates.
 - ``kafka_offsets``: per topic partition, the next offset to read and exactly-once counters; written in
   the same transaction as the rows, so it is the truth the consumer seeks to.
+- v2, derived: ``gpu_windows_1m``, ``rack_windows_1m``, ``tenant_minutes`` (rollups), ``open_gaps``,
+  ``seq_bounds``, ``rack_link``, ``rack_health_now`` (state), ``rack_health_log``, and the operator views.
+- v3, alerting: ``alert_state`` and ``alert_outbox``.
+- v4, retention: ``archive_log``: one row per Parquet file a day of a table was moved to (the archive's
+  truth: readers list its files, never a directory glob, so a file is read once and only once committed).
 """
 
 from __future__ import annotations
@@ -353,6 +358,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "alerting: alert lifecycle state and the notification outbox",
         (STATE_DDL, *OUTBOX_DDL),
+    ),
+    Migration(
+        4,
+        "retention: the log of days moved to the Parquet archive",
+        (
+            """CREATE TABLE archive_log (
+                id BIGINT PRIMARY KEY,
+                table_name VARCHAR NOT NULL,
+                day DATE NOT NULL,
+                path VARCHAR NOT NULL UNIQUE,
+                row_count BIGINT NOT NULL,
+                file_bytes BIGINT NOT NULL,
+                min_time TIMESTAMPTZ NOT NULL,
+                max_time TIMESTAMPTZ NOT NULL,
+                archived_at TIMESTAMPTZ NOT NULL)""",
+        ),
     ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
