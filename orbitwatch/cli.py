@@ -1,5 +1,5 @@
 """The ``orbitwatch`` command line: run, simulate, query, sql, replay, check-config, health, broker, demo, rules,
-alerts."""
+alerts, archive."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from rich.table import Table
 from ingest.errors import IngestError
 from ingest.settings import redacted
 from orbitwatch.alerts_cmd import alerts, rules_dry_run
+from orbitwatch.archive_cmd import archive
 from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit, setup_logging
 from orbitwatch.demo import demo
 from orbitwatch.errors import OrbitwatchError
@@ -36,11 +37,16 @@ DBS_OPTION = click.option(
 
 def _open_history(config_path: Path | None, dbs: tuple[Path, ...]) -> duckdb.DuckDBPyConnection:
     """The history read-only: one file, or several shards together (``--db`` repeated)."""
+    from storage.archive import attach_archive
     from storage.database import open_database
     from storage.shards import open_shards
 
     paths = list(dbs) or [settings_or_exit(config_path).storage.path]
-    return open_shards(paths) if len(paths) > 1 else open_database(paths[0], read_only=True)
+    if len(paths) > 1:
+        return open_shards(paths)
+    con = open_database(paths[0], read_only=True)
+    attach_archive(con)  # tables whose old days moved to the Parquet archive: live rows and archived files
+    return con
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -319,6 +325,7 @@ main.add_command(simulate)
 main.add_command(alerts)  # orbitwatch alerts: list, ack, shelve, unack, unshelve
 rules.add_command(rules_dry_run)  # orbitwatch rules dry-run FILE
 main.add_command(demo)
+main.add_command(archive)  # orbitwatch archive: run, status, views
 
 
 if __name__ == "__main__":

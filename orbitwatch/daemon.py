@@ -6,10 +6,12 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
 import duckdb
+import polars as pl
 
 from alerting.delivery import DeliveryWorker
 from alerting.errors import AlertingError, RulesError
@@ -26,12 +28,15 @@ from orbitwatch.inflight import FinishedWrite, InFlightWrite, seconds_since
 from orbitwatch.metrics import DaemonMetrics
 from orbitwatch.query_service import QueryService, discovery_path
 from orbitwatch.report import Reporter
+from orbitwatch.retention_worker import RetentionWorker, raw_boundary
 from processing.rows import prepare_batch
 from storage.alerts import AlertTables, apply_spool, snapshot_path, spool_dir
+from storage.archive import ArchiveViews
 from storage.database import open_database
 from storage.derived import ContactModel, DerivedTables
 from storage.errors import StorageError
 from storage.guarded import QueryLimits
+from storage.retention import RetentionJob, archive_root, raw_archived_before
 from storage.writer import HistoryWriter, StoredBatch
 
 log = logging.getLogger(__name__)
@@ -52,13 +57,15 @@ class Daemon:
         self.settings = settings
         storage = settings.storage
         rules = load_alert_rules(settings)  # a bad rules file stops the daemon before it opens anything
+        archive = archive_root(storage.path, settings.retention.archive_dir)
+        archive.mkdir(parents=True, exist_ok=True)
         self._con = open_database(
             storage.path,
             memory_limit=storage.memory_limit,
             threads=duckdb_threads(settings),
             checkpoint_threshold=storage.checkpoint_threshold,
             compatibility_version=storage.compatibility_version,
-            sandbox=[archive_root(settings)],  # the query service reads no other file
+            sandbox=[archive],  # the query service reads no other file; retention writes there
         )
         alerts = (  # alerts CLI: the daemon keeps a snapshot of its live alerts beside the database
             AlertTables(self._con, rules, settings.alerting.external_url, snapshot_path(storage.path))
@@ -69,6 +76,11 @@ class Daemon:
         self.delivery = delivery_worker(self._con, rules, settings) if rules is not None else None
         self.metrics = DaemonMetrics()
         self.queries = query_service(self._con, settings, self.metrics) if settings.query.enabled else None
+        self.retention = retention_worker(self._con, archive, settings)
+        self._newest, self._archived_before = newest_sample(self._con), raw_archived_before(self._con)
+        self._boundary = self._in_flight_boundary = self.archive_boundary()
+        if self.retention is not None:
+            self.retention.job.raw_fence = self._boundary  # nothing in flight yet
         self.in_flight = InFlightWrite(self.writer)
         self.decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir, settings.registry.url))
         topic = settings.kafka.topic
@@ -90,10 +102,13 @@ class Daemon:
         if not raw:
             return self.commit_finished()
         decoded = self.decoder.decode(raw)  # malformed messages become dead letters
-        prepared = prepare_batch(decoded.frames)  # impossible frames rejected, duplicates in batch dropped
+        boundary = self._boundary  # frames of days archived (or due) are rejected
+        prepared = prepare_batch(decoded.frames, boundary)  # impossible frames rejected, duplicates dropped
         batch = to_store(raw, decoded, prepared)
         self.dlq_limit.check(dead_flags(raw, batch.dead_letters))  # raises before anything is stored
+        self._advance_boundary(prepared.rack_rows)
         previous = self.commit_finished()  # batch N-1: DuckDB committed it, now Kafka
+        self._in_flight_boundary = boundary
         self.in_flight.submit(batch, len(raw), polled_at)  # one transaction: rows, dead letters, offsets
         return previous
 
@@ -104,6 +119,8 @@ class Daemon:
             return None
         self.source.commit(finished.next_offsets())
         self._observe(finished)
+        if self.retention is not None:  # no batch prepared below this boundary is in flight any more
+            self.retention.job.raw_fence = self._in_flight_boundary
         self.apply_alert_commands()  # alerts CLI: no write in flight now (taken above, the next not submitted)
         if self.delivery is not None and self.writer.alerts is not None and self.writer.alerts.last_enqueued:
             self.delivery.wake()
@@ -114,6 +131,8 @@ class Daemon:
         self._install_signal_handlers()
         if self.delivery is not None:
             self.delivery.start()
+        if self.retention is not None:
+            self.retention.start()
         if self.settings.daemon.metrics_port is not None:
             port = self.metrics.serve(self.settings.daemon.metrics_host, self.settings.daemon.metrics_port)
             log.info("metrics on http://%s:%d/metrics", self.settings.daemon.metrics_host, port)
@@ -191,6 +210,8 @@ class Daemon:
         self.in_flight.close()
         if self.queries is not None:
             self.queries.stop()
+        if self.retention is not None:
+            self.retention.stop()
         if self.delivery is not None:
             self.delivery.stop(timeout=10.0)
         self.source.close()
@@ -200,6 +221,17 @@ class Daemon:
     def stop(self) -> None:
         """Ask the loop to stop after the batch in hand is stored and committed."""
         self._stopping = True
+
+    def archive_boundary(self) -> datetime | None:
+        """Frames sampled before this are rejected (their day is archived, or due: ``retention.raw_days``)."""
+        r = self.settings.retention
+        return raw_boundary(self._newest, r.raw_days if r.enabled else None, self._archived_before)
+
+    def _advance_boundary(self, rack_rows: pl.DataFrame) -> None:
+        newest = rack_rows["sampled_at"].max() if not rack_rows.is_empty() else None
+        if isinstance(newest, datetime) and (self._newest is None or newest > self._newest):
+            self._newest = newest
+            self._boundary = self.archive_boundary()
 
     def touch_liveness(self) -> None:
         """Touch the liveness file at most once a second."""
@@ -251,10 +283,19 @@ def duckdb_threads(settings: Settings) -> int | None:
     return 1 if settings.processing.enabled else None
 
 
-def archive_root(settings: Settings) -> Path:
-    """The Parquet archive's directory: ``retention.archive_dir``, or ``<db>.archive`` beside the database."""
-    path = settings.storage.path
-    return settings.retention.archive_dir or path.with_name(path.name + ".archive")
+def retention_worker(con: duckdb.DuckDBPyConnection, root: Path, settings: Settings) -> RetentionWorker | None:
+    """The retention thread the settings ask for (its cursor made now, before other threads use ``con``)."""
+    r = settings.retention
+    if not r.enabled:
+        return None
+    cursor = con.cursor()
+    return RetentionWorker(RetentionJob(cursor, root, r.raw_days, r.rollup_days), cursor, r.interval_s)
+
+
+def newest_sample(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """The newest stored frame's sample time (what retention counts back from)."""
+    value = con.execute("SELECT max(sampled_at) FROM rack_frames").fetchall()[0][0]
+    return value if isinstance(value, datetime) else None
 
 
 def query_service(con: duckdb.DuckDBPyConnection, settings: Settings, metrics: DaemonMetrics) -> QueryService:
@@ -263,6 +304,7 @@ def query_service(con: duckdb.DuckDBPyConnection, settings: Settings, metrics: D
     return QueryService(
         con,
         QueryLimits(q.statement_timeout_s, q.max_result_rows, q.max_result_bytes),
+        views=ArchiveViews(),
         max_concurrent=q.max_concurrent,
         token=q.token.get_secret_value() if q.token is not None else None,
         nice=q.nice,

@@ -2,7 +2,9 @@
 
 DuckDB allows one process per database file, so while the daemon runs nobody else can open it; the daemon
 therefore answers queries itself, each on its own cursor of its connection in a read-only transaction (one
-snapshot per query: whole batches or nothing). ``storage.guarded`` holds the guards.
+snapshot per query: whole batches or nothing). ``storage.guarded`` holds the guards. Tables whose old days
+moved to the Parquet archive are read through union views (``storage.archive.ArchiveViews``), so a query
+does not care where its rows are.
 
 Endpoints (JSON errors ``{"error": kind, "message": ...}``):
 
@@ -39,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 import duckdb
 
 from orbitwatch.result_formats import CONTENT_TYPES, WIRE_FORMATS, WireFormat, encode
+from storage.archive import ArchiveViews
 from storage.errors import QueryError, QueryRefusedError
 from storage.guarded import GuardedResult, Parameters, QueryLimits, run_guarded
 from storage.saved_queries import SAVED_QUERIES, bind
@@ -89,13 +92,13 @@ class QueryService:
         max_concurrent: int = 2,
         token: str | None = None,
         nice: int = 0,
-        prepare: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+        views: ArchiveViews | None = None,
         observe: Observer | None = None,
     ) -> None:
         self.limits = limits
         self._token = token
         self._nice = nice
-        self._prepare = prepare
+        self._views = views
         self._observe = observe
         self._cursors: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
         self._all = [con.cursor() for _ in range(max_concurrent)]  # made before any other thread uses con
@@ -115,7 +118,13 @@ class QueryService:
         outcome = "ok"
         try:
             with self._cursor() as cursor:
-                return run_guarded(cursor, sql, parameters, self.limits, self._prepare)
+                try:
+                    prepare = self._views.prepare if self._views is not None else None
+                    return run_guarded(cursor, sql, parameters, self.limits, prepare)
+                except Exception:
+                    if self._views is not None:
+                        self._views.forget(cursor)  # rolled back, and the archive's views with it
+                    raise
         except QueryRefusedError as exc:
             outcome = exc.kind
             raise

@@ -139,3 +139,24 @@ def attach_archive(
     for _, statement in view_statements():
         con.execute(temp_view(statement))
     return version
+
+
+class ArchiveViews:
+    """The archive's views on pooled cursors, made again only when ``archive_log`` changed.
+
+    Call ``prepare`` inside each query's transaction (the version and the file list are then read in the
+    query's own snapshot), and ``forget`` when that transaction was rolled back (its views went with it).
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[int, ArchiveVersion] = {}
+
+    def prepare(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """Make (or keep) the union views on ``cursor`` for the archive as this transaction sees it."""
+        version = archive_version(cursor)
+        if self._made.get(id(cursor)) != version:
+            self._made[id(cursor)] = attach_archive(cursor)
+
+    def forget(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """``cursor``'s views are gone (rolled back): make them again next time."""
+        self._made.pop(id(cursor), None)

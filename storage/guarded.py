@@ -82,12 +82,14 @@ def run_guarded(
 ) -> GuardedResult:
     """Run one read-only query on ``cursor`` in its own snapshot, within ``limits``.
 
-    ``prepare`` runs first in the same transaction (e.g. the archive's union views). DuckDB's own errors
-    become ``QueryError`` with its message; guard refusals ``QueryRefusedError``.
+    ``prepare`` runs first in the same transaction (e.g. the archive's union views, kept after the commit).
+    DuckDB's own errors become ``QueryError`` with its message; guard refusals ``QueryRefusedError``; the
+    transaction is then rolled back.
     """
     check_read_only(cursor, sql)
     started = time.perf_counter()
     cursor.execute("BEGIN TRANSACTION READ ONLY")
+    committed = False
     try:
         with _Deadline(cursor, limits.timeout_s) as deadline:
             try:
@@ -105,8 +107,11 @@ def run_guarded(
                 raise QueryRefusedError("file_access", f"the query service reads no files: {exc}") from exc
             except duckdb.Error as exc:
                 raise QueryError(str(exc)) from exc
+        cursor.execute("COMMIT")  # nothing written; keeps the TEMP views ``prepare`` made for the next query
+        committed = True
     finally:
-        _rollback(cursor)
+        if not committed:
+            _rollback(cursor)
     return GuardedResult(frame, time.perf_counter() - started)
 
 

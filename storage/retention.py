@@ -139,6 +139,11 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
+def raw_cutoff(newest: datetime, days: int) -> datetime:
+    """Midnight UTC ``days`` whole days before the day of ``newest``: rows sampled before it are archived."""
+    return day_start(newest.astimezone(UTC).date()) - timedelta(days=days)
+
+
 def raw_archived_before(con: duckdb.DuckDBPyConnection) -> datetime | None:
     """Midnight UTC after the newest archived raw day (a frame sampled before it belongs to a day that may
     already be archived, so the daemon must not store it); None while no raw day was archived."""
@@ -174,6 +179,7 @@ class RetentionJob:
         self.raw_days = raw_days
         self.rollup_days = rollup_days
         self.tag = database_tag(con)
+        self.raw_fence: datetime | None = None
         self._ours = re.compile(rf"part-{re.escape(self.tag)}-[0-9a-f]{{32}}\.parquet(\.tmp)?")
 
     def newest(self) -> datetime | None:
@@ -182,12 +188,19 @@ class RetentionJob:
         return value if isinstance(value, datetime) else None
 
     def cutoffs(self) -> tuple[datetime, datetime] | None:
-        """``(raw, rollup)``: days before these are archived; None for an empty history."""
+        """``(raw, rollup)``: days before these are archived; None for an empty history.
+
+        The raw cutoff never passes ``raw_fence`` when it is set: the daemon sets it to the boundary below
+        which its committed batches rejected frames, so a batch still in flight can never add a frame to a
+        day being archived.
+        """
         newest = self.newest()
         if newest is None:
             return None
-        newest_day = day_start(newest.astimezone(UTC).date())
-        return newest_day - timedelta(days=self.raw_days), newest_day - timedelta(days=self.rollup_days)
+        raw = raw_cutoff(newest, self.raw_days)
+        if self.raw_fence is not None:
+            raw = min(raw, self.raw_fence)
+        return raw, raw_cutoff(newest, self.rollup_days)
 
     def plan(self) -> list[DayToArchive]:
         """Every (table, day) with live rows older than its cutoff, oldest day first per table."""
