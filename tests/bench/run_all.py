@@ -14,6 +14,16 @@ BENCHMARKS = [
     ("late-data recompute over 1 day vs 7 days of history", ["tests.bench.late_recompute"]),
     ("alerting: ingestion throughput with the webhook up vs down (503, retried)", ["tests.bench.alert_outage"]),
     ("alerting: latency from a frame in Kafka to the webhook call, 100 racks live", ["tests.bench.alert_latency"]),
+    # Both build the 30-day, 1,000-rack history into /tmp/ow-bench/h30 first if it is missing (about 5 min,
+    # about 15 GB) and need as much again free for a working copy.
+    (
+        "saved queries over 30 days x 1,000 racks: p50/p95 idle, during live and during backlog ingestion",
+        ["tests.bench.query_latency", "--runs", "2", "--rounds", "10", "--live-seconds", "60"],
+    ),
+    (
+        "4 query clients during backlog ingestion: errors, consistency, throughput vs alone",
+        ["tests.bench.query_concurrency", "--runs", "2", "--backlog-seconds", "600"],
+    ),
 ]
 
 
