@@ -16,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import textwrap
+import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,6 +25,7 @@ import pytest
 
 from ingest.settings import Settings, load_settings
 from orbitwatch.metrics import DaemonMetrics
+from storage.retention import archive_root
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -136,6 +138,18 @@ def run_partition_script(pod_name: str, tmp_path: Path, shards: int = SHARDS) ->
     )
 
 
+def check_query_and_retention(settings: Settings, writable: list[Path]) -> None:
+    """The query service stays on loopback unless a token guards it; the archive (which the daemon's DuckDB
+    sandbox confines it to) lies under a directory the daemon may write."""
+    assert settings.query.enabled
+    assert settings.query.host in {"127.0.0.1", "::1", "localhost"} or settings.query.token is not None, (
+        "a query service on a non-loopback host needs query.token"
+    )
+    assert settings.retention.enabled
+    root = archive_root(settings.storage.path, settings.retention.archive_dir)
+    assert any(root.is_relative_to(d) for d in writable), f"archive {root} is outside the writable {writable}"
+
+
 def metric_names() -> set[str]:
     """The metric names the daemon exposes, as Prometheus shows them (counters with ``_total``)."""
     return {f"{f.name}_total" if f.type == "counter" else f.name for f in DaemonMetrics().registry.collect()}
@@ -193,6 +207,7 @@ def test_compose_example_settings_are_valid(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.storage.path == Path("/data/orbitwatch.duckdb")
     assert settings.daemon.liveness_file == Path("/data/orbitwatch.alive")
     assert settings.daemon.metrics_host == "0.0.0.0", "in a container metrics must listen on all interfaces"
+    check_query_and_retention(settings, [Path("/archive")])  # the orbitwatch-archive volume
 
 
 def test_systemd_example_settings_and_env_file_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,6 +219,8 @@ def test_systemd_example_settings_and_env_file_are_valid(monkeypatch: pytest.Mon
     assert settings.storage.path.parent == Path("/var/lib/orbitwatch")
     assert settings.daemon.liveness_file is not None
     assert settings.daemon.liveness_file.parent == Path("/var/lib/orbitwatch")
+    writable = [Path(p) for values in systemd_sections(UNIT)["Service"]["ReadWritePaths"] for p in values.split()]
+    check_query_and_retention(settings, writable)
 
 
 # ---- systemd --------------------------------------------------------------------------------------
@@ -364,6 +381,8 @@ def test_compose_file_structure() -> None:
     assert mounts["/archive"] in compose["volumes"]
     assert daemon["environment"]["ORBITWATCH_CONFIG"] == "/etc/orbitwatch/orbitwatch.toml"
     assert daemon["stop_grace_period"] == "60s"
+    config = tomllib.loads((COMPOSE.parent / mounts["/etc/orbitwatch/orbitwatch.toml"]).read_text())
+    assert config["retention"]["archive_dir"] == "/archive", "retention.archive_dir must be the archive volume"
 
 
 # ---- Kubernetes ---------------------------------------------------------------------------------
@@ -446,11 +465,15 @@ def test_kubernetes_configmap_settings_are_valid_with_the_secret(
     assert set(secret) == {"ORBITWATCH_KAFKA__SASL_USERNAME", "ORBITWATCH_KAFKA__SASL_PASSWORD"}
     printed = json.loads(run_partition_script("orbitwatch-0", tmp_path).stdout)
     env = {**secret, "ORBITWATCH_KAFKA__STATIC_PARTITIONS": printed["partitions"]}
+    env["ORBITWATCH_STORAGE__PATH"] = printed["path"]
     settings = settings_from_env(env, monkeypatch, config)
     assert settings.kafka.security_protocol == "SASL_SSL"
     assert settings.kafka.static_partitions == [0, 3, 6, 9]
     assert settings.daemon.metrics_host == "0.0.0.0"
     assert settings.daemon.liveness_file == Path("/data/orbitwatch.alive")
+    (container,) = k8s_object("StatefulSet")["spec"]["template"]["spec"]["containers"]
+    writable = [Path(m["mountPath"]) for m in container["volumeMounts"] if not m.get("readOnly")]
+    check_query_and_retention(settings, [d for d in writable if d != Path("/tmp")])  # /tmp: an emptyDir
 
 
 def test_kustomize_renders_the_manifests() -> None:
