@@ -37,7 +37,7 @@ DBS_OPTION = click.option(
 
 def _open_history(config_path: Path | None, dbs: tuple[Path, ...]) -> duckdb.DuckDBPyConnection:
     """The history read-only: one file, or several shards together (``--db`` repeated)."""
-    from storage.archive import attach_archive
+    from storage.archive import attach_archive, relocated_root
     from storage.database import open_database
     from storage.shards import open_shards
 
@@ -45,7 +45,16 @@ def _open_history(config_path: Path | None, dbs: tuple[Path, ...]) -> duckdb.Duc
     if len(paths) > 1:
         return open_shards(paths)
     con = open_database(paths[0], read_only=True)
-    attach_archive(con)  # tables whose old days moved to the Parquet archive: live rows and archived files
+    root = relocated_root(con, paths[0])  # a copy: its archive beside it, not where the original logged it
+    try:
+        attach_archive(con, root=root)  # tables whose old days moved to the Parquet archive: live + files
+    except duckdb.Error as exc:
+        con.close()
+        where = f"in {root}" if root is not None else "where archive_log says"
+        raise StorageError(
+            f"the Parquet archive of {paths[0]} is not complete {where} (restore it with the database, "
+            f"or beside a copy as <db>.archive): {exc}"
+        ) from exc
     return con
 
 

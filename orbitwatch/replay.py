@@ -22,6 +22,7 @@ from orbitwatch.assemble import to_store
 from orbitwatch.daemon import derived_tables
 from processing.rows import prepare_batch
 from storage.database import open_database
+from storage.retention import raw_archived_before
 from storage.writer import HistoryWriter
 
 
@@ -50,6 +51,7 @@ def replay(
     reader = RangeReader(settings.kafka, start, end, seek_by_time=seek_by_time)
     decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir, settings.registry.url))
     writer, result = HistoryWriter(con, derived_tables(con, settings)), ReplayResult()
+    archived_before = raw_archived_before(con)  # frames of archived days are dead letters, as in the daemon
     last_read = time.monotonic()
     try:
         while not reader.finished and time.monotonic() - last_read < idle_s:
@@ -61,7 +63,7 @@ def replay(
             if not raw:
                 continue
             decoded = decoder.decode(raw)
-            prepared = prepare_batch(decoded.frames)
+            prepared = prepare_batch(decoded.frames, archived_before)
             batch = to_store(raw, decoded, prepared)
             batch.progress = {}  # a replay never moves the daemon's offsets or counters
             stored = writer.write(batch)

@@ -160,3 +160,13 @@ class ArchiveViews:
     def forget(self, cursor: duckdb.DuckDBPyConnection) -> None:
         """``cursor``'s views are gone (rolled back): make them again next time."""
         self._made.pop(id(cursor), None)
+
+
+def relocated_root(con: duckdb.DuckDBPyConnection, db_path: Path) -> Path | None:
+    """Where a copied or moved history's archive is, when its files are not at the paths ``archive_log``
+    names: ``<db>.archive`` beside ``db_path`` (None when the logged paths exist, or nothing was archived)."""
+    _, files = archived_files(con)
+    logged = next((paths[0] for paths in files.values() if paths), None)
+    if logged is None or Path(logged).exists():
+        return None
+    return db_path.resolve().with_name(db_path.name + ".archive")

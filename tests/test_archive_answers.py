@@ -256,3 +256,30 @@ def test_a_reader_in_its_transaction_sees_each_row_once_while_retention_commits(
         reader.execute("COMMIT")
     finally:
         con.close()
+
+
+def test_a_copy_with_its_archive_beside_it_answers_like_the_original(fleet: Path, tmp_path: Path) -> None:
+    """``orbitwatch query --db COPY`` reads the copy's ``<db>.archive``; a missing archive is a clear error."""
+    from click.testing import CliRunner
+
+    from orbitwatch.cli import main
+
+    sql = "SELECT count(*) AS n, sum(temp_c) AS t FROM gpu_samples"
+    con = open_database(fleet, read_only=True)
+    expected = con.execute(sql).fetchall()
+    con.close()
+    retain(fleet)
+    moved = tmp_path / "restored" / "copy.duckdb"
+    moved.parent.mkdir()
+    shutil.copy(fleet, moved)
+    shutil.copytree(archive_root(fleet, None), moved.with_name("copy.duckdb.archive"))
+    shutil.rmtree(archive_root(fleet, None))  # the original place is gone: the copy must use its own
+    result = CliRunner().invoke(main, ["query", "--db", str(moved), "--format", "csv", sql])
+    assert result.exit_code == 0, result.output
+    n, t = result.output.splitlines()[1].split(",")
+    assert (int(n), float(t)) == (expected[0][0], pytest.approx(expected[0][1]))
+    shutil.rmtree(moved.with_name("copy.duckdb.archive"))
+    missing = CliRunner().invoke(main, ["query", "--db", str(moved), sql])
+    assert missing.exit_code == 1
+    assert "Parquet archive" in missing.output
+    assert "Traceback" not in missing.output
