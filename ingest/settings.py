@@ -185,7 +185,15 @@ class QuerySettings(_Section):
     max_result_rows: int = Field(1_000_000, ge=1, description="a larger result is refused, not truncated")
     max_result_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Arrow size limit of one result")
     max_concurrent: int = Field(2, ge=1, le=64, description="queries executing at once; others wait their turn")
+    queue_timeout_s: float = Field(120.0, gt=0, description="how long a query waits for its turn before 'busy'")
     nice: int = Field(10, ge=0, le=19, description="scheduling niceness of query threads: ingestion comes first")
+    backlog_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="while the daemon catches up on a backlog (full batches), queries run at most this share "
+        "of the time, the rest waiting their turn; 1 disables the pacing",
+    )
 
 
 class RetentionSettings(_Section):

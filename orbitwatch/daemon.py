@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -75,7 +76,12 @@ class Daemon:
         self.writer = HistoryWriter(self._con, derived_tables(self._con, settings), alerts)
         self.delivery = delivery_worker(self._con, rules, settings) if rules is not None else None
         self.metrics = DaemonMetrics()
-        self.queries = query_service(self._con, settings, self.metrics) if settings.query.enabled else None
+        self.backlogged = False  # the last batch was full: more is waiting (queries are paced meanwhile)
+        self.queries = (
+            query_service(self._con, settings, self.metrics, lambda: self.backlogged)
+            if settings.query.enabled
+            else None
+        )
         self.retention = retention_worker(self._con, archive, settings)
         self._newest, self._archived_before = newest_sample(self._con), raw_archived_before(self._con)
         self._boundary = self._in_flight_boundary = self.archive_boundary()
@@ -99,6 +105,7 @@ class Daemon:
         polled_at = time.perf_counter()
         d = self.settings.daemon
         raw = self.source.poll(d.poll_timeout_ms, d.max_batch_messages, d.poll_top_up_ms)
+        self.backlogged = len(raw) >= d.max_batch_messages
         if not raw:
             return self.commit_finished()
         decoded = self.decoder.decode(raw)  # malformed messages become dead letters
@@ -298,7 +305,9 @@ def newest_sample(con: duckdb.DuckDBPyConnection) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-def query_service(con: duckdb.DuckDBPyConnection, settings: Settings, metrics: DaemonMetrics) -> QueryService:
+def query_service(
+    con: duckdb.DuckDBPyConnection, settings: Settings, metrics: DaemonMetrics, backlogged: Callable[[], bool]
+) -> QueryService:
     """The query service the settings ask for (cursors made now, before the writer thread uses ``con``)."""
     q = settings.query
     return QueryService(
@@ -309,6 +318,9 @@ def query_service(con: duckdb.DuckDBPyConnection, settings: Settings, metrics: D
         token=q.token.get_secret_value() if q.token is not None else None,
         nice=q.nice,
         observe=metrics.observe_query,
+        queue_timeout_s=q.queue_timeout_s,
+        backlog_share=q.backlog_share,
+        backlogged=backlogged,
     )
 
 

@@ -14,9 +14,11 @@ Endpoints (JSON errors ``{"error": kind, "message": ...}``):
   ``GET /v1/saved/NAME?hours=6&format=csv`` runs one;
 - ``GET /v1/health``: liveness, without a token.
 
-Decisions: queries run at a lower scheduling priority (``query.nice``, per thread on Linux) and at most
-``query.max_concurrent`` at once, so that operators' queries slow down before ingestion does on a busy
-machine; a query waits for a free slot up to its timeout, then gets ``busy`` (503). With ``query.token`` set,
+Decisions: ingestion comes first. Queries run at a lower scheduling priority (``query.nice``, per thread on
+Linux) and at most ``query.max_concurrent`` at once; while the daemon catches up on a backlog (its batches
+are full), they are also paced to ``query.backlog_share`` of the time (a query of t seconds delays the next
+start by t * (1 - share) / share), so operators' queries slow down before ingestion does. A query waits for
+its turn up to ``query.queue_timeout_s``, then gets ``busy`` (503). With ``query.token`` set,
 every endpoint but health needs ``Authorization: Bearer <token>``.
 """
 
@@ -94,11 +96,18 @@ class QueryService:
         nice: int = 0,
         views: ArchiveViews | None = None,
         observe: Observer | None = None,
+        queue_timeout_s: float = 120.0,
+        backlog_share: float = 1.0,
+        backlogged: Callable[[], bool] = lambda: False,
     ) -> None:
         self.limits = limits
         self._token = token
         self._nice = nice
         self._views = views
+        self._queue_timeout_s = queue_timeout_s
+        self._share = backlog_share
+        self._backlogged = backlogged
+        self._paced_until = 0.0  # monotonic: while backlogged, no query starts before it
         self._observe = observe
         self._cursors: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
         self._all = [con.cursor() for _ in range(max_concurrent)]  # made before any other thread uses con
@@ -118,6 +127,8 @@ class QueryService:
         outcome = "ok"
         try:
             with self._cursor() as cursor:
+                self._wait_for_pace(started + self._queue_timeout_s)
+                executing = time.perf_counter()
                 try:
                     prepare = self._views.prepare if self._views is not None else None
                     return run_guarded(cursor, sql, parameters, self.limits, prepare)
@@ -125,6 +136,8 @@ class QueryService:
                     if self._views is not None:
                         self._views.forget(cursor)  # rolled back, and the archive's views with it
                     raise
+                finally:
+                    self._pace(time.perf_counter() - executing)
         except QueryRefusedError as exc:
             outcome = exc.kind
             raise
@@ -149,13 +162,35 @@ class QueryService:
             raise ServiceError("bad_request", str(exc)) from exc
         return self.run(saved.sql, values)
 
+    def _wait_for_pace(self, deadline: float) -> None:
+        """While the daemon catches up on a backlog, start only when the queries' share of time allows."""
+        while self._share < 1.0 and self._backlogged():
+            with self._lock:
+                wait = self._paced_until - time.monotonic()
+            if wait <= 0:
+                return
+            if time.perf_counter() + wait > deadline:
+                raise ServiceError(
+                    "busy",
+                    f"the daemon is catching up on a backlog and queries get {self._share:.0%} of the time "
+                    f"(query.backlog_share): no turn within {self._queue_timeout_s:g} s (query.queue_timeout_s)",
+                )
+            time.sleep(min(wait, 0.25))
+
+    def _pace(self, seconds: float) -> None:
+        """Charge a query's ``seconds``: the next may start after ``seconds * (1 - share) / share`` more."""
+        if self._share < 1.0 and self._backlogged():
+            with self._lock:
+                start = max(time.monotonic(), self._paced_until)
+                self._paced_until = start + seconds * (1.0 - self._share) / self._share
+
     @contextlib.contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         try:
-            cursor = self._cursors.get(timeout=self.limits.timeout_s)
+            cursor = self._cursors.get(timeout=self._queue_timeout_s)
         except queue.Empty:
             raise ServiceError(
-                "busy", f"no query slot free within {self.limits.timeout_s:g} s (query.max_concurrent)"
+                "busy", f"no query slot free within {self._queue_timeout_s:g} s (query.max_concurrent)"
             ) from None
         with self._lock:
             self._busy.add(cursor)

@@ -72,11 +72,19 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
         SavedQuery(
             "tenant-usage",
             "GPU-hours per tenant over the last hours (or one tenant's hours, hour by hour).",
-            f"""SELECT tenant, CASE WHEN $tenant = '' THEN NULL ELSE hour END AS hour,
-                round(sum(gpu_hours), 2) AS gpu_hours, sum(gpu_seconds) AS gpu_seconds, max(racks) AS racks
-            FROM tenant_usage_hourly
-            WHERE hour > {_NEWEST} - to_hours($hours::BIGINT) AND ($tenant = '' OR tenant = $tenant)
-            GROUP BY ALL ORDER BY gpu_hours DESC""",
+            # tenant_usage_hourly's rows, but only the span's minutes are read (the view's hour is computed,
+            # so a filter on it scans every minute stored): whole hours starting after newest - hours.
+            f"""WITH hourly AS (
+                SELECT tenant, to_timestamp(floor(epoch(window_start) / 3600) * 3600) AS hour,
+                    sum(gpu_seconds) AS gpu_seconds, count(DISTINCT rack_id) AS racks
+                FROM tenant_minutes
+                WHERE window_start >= to_timestamp(
+                        floor(epoch({_NEWEST} - to_hours($hours::BIGINT)) / 3600) * 3600 + 3600)
+                    AND ($tenant = '' OR tenant = $tenant)
+                GROUP BY ALL)
+            SELECT tenant, CASE WHEN $tenant = '' THEN NULL ELSE hour END AS hour,
+                round(sum(gpu_seconds / 3600), 2) AS gpu_hours, sum(gpu_seconds) AS gpu_seconds, max(racks) AS racks
+            FROM hourly GROUP BY ALL ORDER BY gpu_hours DESC""",
             {
                 "hours": Parameter(int, 24, "hours back from the newest data"),
                 "tenant": Parameter(str, "", "one tenant"),

@@ -284,3 +284,24 @@ def test_a_copy_with_its_archive_beside_it_answers_like_the_original(fleet: Path
     assert missing.exit_code == 1
     assert "Parquet archive" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_tenant_usage_reads_only_its_span_yet_answers_like_the_hourly_view(fleet: Path) -> None:
+    """The saved tenant-usage filters minutes, not the view's computed hours: same rows for every span."""
+    by_view = """SELECT tenant, CASE WHEN $tenant = '' THEN NULL ELSE hour END AS hour,
+        round(sum(gpu_hours), 2) AS gpu_hours, sum(gpu_seconds) AS gpu_seconds, max(racks) AS racks
+        FROM tenant_usage_hourly
+        WHERE hour > (SELECT max(window_start) FROM rack_windows_1m) - to_hours($hours::BIGINT)
+            AND ($tenant = '' OR tenant = $tenant)
+        GROUP BY ALL ORDER BY gpu_hours DESC"""
+    query = SAVED_QUERIES["tenant-usage"]
+    con = open_database(fleet, read_only=True)
+    try:
+        for hours in ("1", "5", "24", "30", "1000"):
+            for tenant in ("", "tenant-1"):
+                values = bind(query, {"hours": hours, "tenant": tenant})
+                expected = sorted(con.execute(by_view, values).fetchall(), key=repr)
+                assert expected
+                assert same(sorted(con.execute(query.sql, values).fetchall(), key=repr), expected), values
+    finally:
+        con.close()

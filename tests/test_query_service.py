@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def test_discovery_file_points_at_the_running_service(history: duckdb.DuckDBPyCo
 def test_a_busy_service_says_so(history: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     """With every slot taken for longer than the timeout, the next query is refused as busy."""
     limits = QueryLimits(timeout_s=0.3, max_rows=10, max_bytes=10_000)
-    service, url = serve(history, tmp_path, max_concurrent=1, limits=limits)
+    service, url = serve(history, tmp_path, max_concurrent=1, limits=limits, queue_timeout_s=0.3)
     try:
         with service._cursor():  # the only slot, held as a long query would
             assert _kind(QueryClient(url), "SELECT 1") == "busy"
@@ -195,3 +196,41 @@ def _kind(client: QueryClient, sql: str) -> str:
         except QueryServiceError as exc:
             return exc.kind
     return "ok"
+
+
+def test_queries_are_paced_to_their_share_while_the_daemon_catches_up(
+    history: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """With a backlog and backlog_share 0.5, a query of t seconds delays the next start by t; without, no wait."""
+    backlog = threading.Event()
+    service, url = serve(history, tmp_path, backlog_share=0.5, backlogged=backlog.is_set, queue_timeout_s=5.0)
+    slow = "SELECT count(*) FROM range(60000000) a WHERE a % 7 = 3"
+    try:
+        with QueryClient(url) as client:
+            backlog.set()
+            first = time.perf_counter()
+            client.query(slow)
+            took = time.perf_counter() - first
+            client.query("SELECT 1")  # waits for the pace: about as long as the slow query took
+            paced = time.perf_counter() - first
+            assert paced >= 2 * took * 0.9
+            backlog.clear()
+            client.query(slow)
+            unpaced = time.perf_counter()
+            client.query("SELECT 1")
+            assert time.perf_counter() - unpaced < took / 2  # caught up: no pacing
+    finally:
+        service.stop()
+
+
+def test_a_turn_that_never_comes_is_busy_not_a_hang(history: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    service, url = serve(history, tmp_path, backlog_share=0.01, backlogged=lambda: True, queue_timeout_s=0.5)
+    try:
+        with QueryClient(url) as client:
+            client.query("SELECT count(*) FROM range(30000000) a WHERE a % 7 = 3")  # charges 99 times its time
+            with pytest.raises(QueryServiceError) as refused:
+                client.query("SELECT 1")
+            assert refused.value.kind == "busy"
+            assert "query.backlog_share" in str(refused.value)
+    finally:
+        service.stop()
