@@ -69,6 +69,7 @@ from tests.bench.query_latency import (
     BenchDaemon,
     Stream,
     add_set_option,
+    code_version,
     daemon_settings,
     percentile,
     saved_params,
@@ -277,6 +278,8 @@ def main() -> None:
     print(f"dataset: {dataset.describe()}", flush=True)
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; daemon settings: {args.set}", flush=True)
+    version = code_version()
+    print(f"code: {version}", flush=True)
     try:
         with broker() as servers:
             create_topic(servers, TOPIC, PARTITIONS)
@@ -298,6 +301,9 @@ def main() -> None:
         summary["dataset"] = dataset.describe()
         summary["backlog_messages"] = sent
         summary["daemon_settings"] = args.set
+        summary["code"] = (
+            version if code_version() == version else f"changed during the bench: {version} -> {code_version()}"
+        )
         summary["seconds"] = round(time.perf_counter() - began)
         summary["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         print(json.dumps(summary))

@@ -14,8 +14,8 @@ transfer, decoding to polars. The first round of each phase warms up and is not 
 
 - **idle**: the daemon has nothing to ingest (an empty topic); ``--rounds`` rounds.
 - **live**: the 1,000 racks continue live after the history (rebooted: boot epoch 1; one frame per rack per
-  second, 64 k GPU samples/s), sent by this process in real time (pre-generated) for ``--live-seconds``;
-  rounds run as long as frames are being sent.
+  second, 64 k GPU samples/s), sent in real time (pre-generated; by a child process) for
+  ``--live-seconds``; rounds run as long as frames are being sent.
 - **backlog**: the next ``--backlog-seconds`` of the same racks' frames are produced first; the daemon
   ingests them as fast as it can while rounds run, until the backlog is consumed. Only queries that ended
   while the backlog was still being ingested are counted.
@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -179,6 +179,29 @@ class BenchDaemon:
         return self.log.read_text()[-3000:] if self.log.exists() else ""
 
 
+def code_version() -> str:
+    """The commit the daemons run, and the product files changed but not committed (this tree is shared: a
+    daemon started later imports whatever the files hold then), so that a result can be traced."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--", *PRODUCT_DIRS],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    changed = sorted(line[3:] for line in status if line.strip())
+    return head + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
+
+
+PRODUCT_DIRS = ("orbitwatch", "storage", "ingest", "processing", "alerting", "simulator")
+
+
 def daemon_settings(given: list[str]) -> dict[str, str]:
     """``SECTION__KEY=VALUE`` arguments as settings for ``BenchDaemon``."""
     settings = {}
@@ -311,20 +334,24 @@ class Feed:
 
 
 class LiveFeed(Feed):
-    """Messages sent in real time by a thread, as their receive times come."""
+    """Messages sent in real time, as their receive times come, by a forked process (so that the producer does
+    not take this process's GIL from the client whose latencies are measured)."""
 
     def __init__(self, messages: list[SimMessage], servers: str, topic: str) -> None:
         self.count = len(messages)
-        self.thread = threading.Thread(target=produce, args=(messages, servers, topic), kwargs={"speed": 1.0})
-        self.thread.start()
+        fork = multiprocessing.get_context("fork")  # the child inherits the messages, nothing is pickled
+        self.process = fork.Process(target=produce, args=(messages, servers, topic), kwargs={"speed": 1.0})
+        self.process.start()
 
     def running(self, daemon: BenchDaemon) -> bool:
         """While frames are being sent."""
-        return self.thread.is_alive()
+        return self.process.is_alive()
 
     def finish(self, daemon: BenchDaemon) -> None:
         """Every frame sent and consumed."""
-        self.thread.join()
+        self.process.join()
+        if self.process.exitcode != 0:
+            raise RuntimeError(f"the live producer failed ({self.process.exitcode})")
         daemon.wait_consumed(self.count)
 
 
@@ -429,6 +456,8 @@ def main() -> None:
     print(f"dataset: {dataset.describe()}", flush=True)
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; daemon settings: {args.set}", flush=True)
+    version = code_version()
+    print(f"code: {version}", flush=True)
     db = working_copy(dataset, args.work)
     try:
         stream = Stream(dataset.racks, args.runs * (args.live_seconds + args.backlog_seconds) + 60)
@@ -436,6 +465,9 @@ def main() -> None:
             runs = [one_run(run + 1, servers, db, args.work, stream, args) for run in range(args.runs)]
         summary = report(runs, dataset)
         summary["daemon_settings"] = args.set
+        summary["code"] = (
+            version if code_version() == version else f"changed during the bench: {version} -> {code_version()}"
+        )
         summary["seconds"] = round(time.perf_counter() - began)
         summary["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         print(json.dumps(summary))
