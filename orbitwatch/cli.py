@@ -77,7 +77,11 @@ def main() -> None:
 )
 @click.option("--max-messages", type=int, default=None, help="Stop after consuming this many messages.")
 def run(config_path: Path | None, exit_when_idle: float | None, max_messages: int | None) -> None:
-    """Run the ingestion daemon until SIGTERM/SIGINT (finishes and commits the batch in hand)."""
+    """Run the ingestion daemon until SIGTERM/SIGINT (finishes and commits the batch in hand).
+
+    While it runs it also serves read-only queries (query.port, default 127.0.0.1:9465; `orbitwatch query`
+    finds it) and moves days older than retention.raw_days / rollup_days to the Parquet archive.
+    """
     from orbitwatch.daemon import Daemon
 
     settings = settings_or_exit(config_path)
