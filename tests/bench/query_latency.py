@@ -180,12 +180,15 @@ class BenchDaemon:
 
 
 def code_version() -> str:
-    """The commit the daemons run, and the product files changed but not committed (this tree is shared: a
-    daemon started later imports whatever the files hold then), so that a result can be traced."""
+    """The newest commit of the product the daemons run, and the product files changed but not committed (this
+    tree is shared: a daemon started later imports whatever the files hold then), so a result can be traced."""
     repo = Path(__file__).resolve().parents[2]
     try:
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        head = subprocess.run(  # the newest commit that changed the product (not e.g. these benches)
+            ["git", "-C", str(repo), "log", "-1", "--format=%h", "--", *PRODUCT_DIRS],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         status = subprocess.run(
             ["git", "-C", str(repo), "status", "--porcelain", "--", *PRODUCT_DIRS],
