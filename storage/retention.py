@@ -190,17 +190,17 @@ class RetentionJob:
     def cutoffs(self) -> tuple[datetime, datetime] | None:
         """``(raw, rollup)``: days before these are archived; None for an empty history.
 
-        The raw cutoff never passes ``raw_fence`` when it is set: the daemon sets it to the boundary below
-        which its committed batches rejected frames, so a batch still in flight can never add a frame to a
-        day being archived.
+        Neither cutoff passes ``raw_fence`` when it is set: the daemon sets it to the boundary below which its
+        committed batches rejected frames, so a batch still in flight can never add a frame to a day being
+        archived, nor rewrite its minutes.
         """
         newest = self.newest()
         if newest is None:
             return None
-        raw = raw_cutoff(newest, self.raw_days)
-        if self.raw_fence is not None:
-            raw = min(raw, self.raw_fence)
-        return raw, raw_cutoff(newest, self.rollup_days)
+        raw, rollup = raw_cutoff(newest, self.raw_days), raw_cutoff(newest, self.rollup_days)
+        if self.raw_fence is not None:  # rollups too: a batch in flight rewrites the minutes of its frames
+            raw, rollup = min(raw, self.raw_fence), min(rollup, self.raw_fence)
+        return raw, rollup
 
     def plan(self) -> list[DayToArchive]:
         """Every (table, day) with live rows older than its cutoff, oldest day first per table."""

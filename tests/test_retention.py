@@ -320,3 +320,18 @@ def test_cli_runs_retention_and_reports_the_status(db: Path) -> None:
     missing = runner.invoke(archive, ["status", "--db", str(db.with_name("nope.duckdb"))], env=env)
     assert missing.exit_code == 1
     assert "no history database" in missing.output
+
+
+def test_the_daemons_fence_holds_both_cutoffs_back(con: duckdb.DuckDBPyConnection, db: Path) -> None:
+    """With ``raw_fence`` before the cutoffs (a batch prepared below them is in flight), nothing at or after
+    the fence moves, raw or rollup; lifting the fence lets the rest go."""
+    retention_job = job(con, db)
+    fence = _midnight(ROLLUP_CUTOFF - timedelta(days=1))
+    retention_job.raw_fence = fence
+    held = retention_job.run_once()
+    assert held.parts
+    assert all(_midnight(part.day) < fence for part in held.parts)
+    assert (held.raw_cutoff, held.rollup_cutoff) == (fence, fence)
+    retention_job.raw_fence = None
+    rest = retention_job.run_once()
+    assert {part.day for part in rest.parts} >= {ROLLUP_CUTOFF - timedelta(days=1)}
