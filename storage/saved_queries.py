@@ -3,7 +3,8 @@
 ``orbitwatch query --saved NAME --param key=value`` runs one; ``orbitwatch query --list-saved`` lists them.
 Time spans count back from the newest minute stored (not from the wall clock), so a question about "the
 last 6 hours" means the last 6 hours of data, also on a backlog, a copy or the demo's simulated day.
-Parameters are bound by DuckDB (``$name``), never pasted into the SQL.
+Parameters are bound by DuckDB (``$name``), never pasted into the SQL. Every ORDER BY ends on a key, so ties
+come back in the same order from any DuckDB (the service, the file, the duckdb CLI).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
                     WHEN 2 THEN 'critical' WHEN 1 THEN 'degraded' WHEN 0 THEN 'ok' ELSE 'unknown' END AS worst_state
             FROM rack_rollups_1m
             WHERE window_start > {_NEWEST} - to_hours($hours::BIGINT)
-            GROUP BY rack_id ORDER BY max_gpu_temp_c DESC NULLS LAST LIMIT $limit""",
+            GROUP BY rack_id ORDER BY max_gpu_temp_c DESC NULLS LAST, rack_id LIMIT $limit""",
             {"hours": HOURS, "limit": Parameter(int, 10, "racks listed")},
         ),
         SavedQuery(
@@ -62,7 +63,7 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
             FROM gpu_rollups_1m
             WHERE window_start > {_NEWEST} - to_hours($hours::BIGINT)
             GROUP BY ALL HAVING sum(ecc_dbe_inc) > 0 OR sum(ecc_sbe_inc) >= $min_single_bit
-            ORDER BY double_bit DESC, single_bit DESC LIMIT $limit""",
+            ORDER BY double_bit DESC, single_bit DESC, rack_id, node, gpu LIMIT $limit""",
             {
                 "hours": Parameter(int, 24, "hours back from the newest data"),
                 "min_single_bit": Parameter(int, 1, "single-bit errors needed to list a GPU"),
@@ -84,7 +85,7 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
                 GROUP BY ALL)
             SELECT tenant, CASE WHEN $tenant = '' THEN NULL ELSE hour END AS hour,
                 round(sum(gpu_seconds / 3600), 2) AS gpu_hours, sum(gpu_seconds) AS gpu_seconds, max(racks) AS racks
-            FROM hourly GROUP BY ALL ORDER BY gpu_hours DESC""",
+            FROM hourly GROUP BY ALL ORDER BY gpu_hours DESC, tenant, hour""",
             {
                 "hours": Parameter(int, 24, "hours back from the newest data"),
                 "tenant": Parameter(str, "", "one tenant"),
@@ -94,7 +95,8 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
             "telemetry-gaps",
             "Frames still missing per rack and boot epoch (largest first); playback closes them.",
             """SELECT rack_id, boot_epoch, first_missing, last_missing, missing, detected_at
-            FROM telemetry_gaps WHERE missing >= $min_missing ORDER BY missing DESC LIMIT $limit""",
+            FROM telemetry_gaps WHERE missing >= $min_missing
+            ORDER BY missing DESC, rack_id, boot_epoch, first_missing LIMIT $limit""",
             {"min_missing": Parameter(int, 1, "smallest gap listed"), "limit": Parameter(int, 50, "gaps listed")},
         ),
         SavedQuery(
