@@ -60,6 +60,7 @@ _STATUS = {
     "bad_request": HTTPStatus.BAD_REQUEST,
     "unauthorized": HTTPStatus.UNAUTHORIZED,
     "not_found": HTTPStatus.NOT_FOUND,
+    "internal": HTTPStatus.INTERNAL_SERVER_ERROR,
 }
 Observer = Callable[[str, float], None]
 """Called with each query's outcome (``ok`` or an error kind) and its seconds, e.g. for metrics."""
@@ -309,6 +310,9 @@ class _Handler(BaseHTTPRequestHandler):
             return _error(exc.kind, str(exc))
         except QueryError as exc:
             return _error("query", str(exc))
+        except Exception as exc:  # a bug must cost one request a 500, not the daemon or the connection
+            log.exception("query service: unexpected error on %s %s", method, url.path)
+            return _error("internal", f"internal error ({type(exc).__name__}); see the daemon's log")
 
     def _arguments(self, method: str, query: str) -> dict[str, Any]:
         if method == "GET":

@@ -234,3 +234,23 @@ def test_a_turn_that_never_comes_is_busy_not_a_hang(history: duckdb.DuckDBPyConn
             assert "query.backlog_share" in str(refused.value)
     finally:
         service.stop()
+
+
+def test_an_unexpected_error_is_a_500_for_that_request_only(
+    history: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, url = serve(history, tmp_path)
+
+    def broken(sql: str, parameters: object = None) -> object:
+        raise RuntimeError("a bug")
+
+    try:
+        with QueryClient(url) as client:
+            monkeypatch.setattr(service, "run", broken)
+            with pytest.raises(QueryServiceError) as failed:
+                client.query("SELECT 1")
+            assert (failed.value.kind, failed.value.status) == ("internal", 500)
+            monkeypatch.undo()
+            assert client.query("SELECT 1 AS one")["one"].to_list() == [1]  # the service goes on
+    finally:
+        service.stop()
