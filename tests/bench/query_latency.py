@@ -25,6 +25,13 @@ and backlog segments, and the last 6 or 24 hours the queries look at (counted ba
 include them. The ingestion rate during a phase is the daemon's ``orbitwatch_gpu_samples_stored_total``
 over the counted rounds. Per run and phase: p50 and p95 of each query; printed: the medians over runs.
 
+Measured here (2 cores, product at bfb726d, defaults; medians of 3 runs, ms p50 / p95; idle, live, backlog):
+hottest-racks 17/20, 30/142, 27/139; rising-ecc 232/245, 481/788, 396/644; tenant-usage 51/58, 89/274,
+184/1,354; telemetry-gaps 8/9, 13/74, 17/960; rack-health-changes 14/15, 28/131, 22/150; 0 errors; the
+daemon meanwhile ingested 60.7 k GPU samples/s live (of 64 k sent) and 121 k/s from the backlog. During a
+backlog the p95 of the cheap queries is the pacing (``query.backlog_share``) after an expensive one. The
+bench takes about 20 minutes and needs the dataset's size again free on the disk.
+
     .venv/bin/python -m tests.bench.query_latency [--dataset /tmp/ow-bench/h30] [--work /tmp/ow-bench/work]
         [--runs 3] [--rounds 20] [--live-seconds 120] [--backlog-seconds 300] [--set SECTION__KEY=VALUE]
 """
