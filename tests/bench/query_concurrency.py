@@ -73,6 +73,7 @@ from tests.bench.query_latency import (
     add_set_option,
     code_version,
     daemon_settings,
+    exit_on_sigterm,
     percentile,
     saved_params,
     working_copy,
@@ -271,6 +272,7 @@ def main() -> None:
     add_set_option(parser)
     args = parser.parse_args()
     daemon_settings(args.set)
+    exit_on_sigterm()
     began = time.perf_counter()
     own, snap = self_check()
     print(

@@ -212,6 +212,17 @@ def code_version() -> str:
 PRODUCT_DIRS = ("orbitwatch", "storage", "ingest", "processing", "alerting", "simulator")
 
 
+def exit_on_sigterm() -> None:
+    """A SIGTERM from outside ends the bench through its ``finally`` clauses (daemon stopped, copies deleted),
+    saying so, instead of silently."""
+
+    def handle(signum: int, _frame: object) -> None:
+        print(f"bench: {signal.Signals(signum).name} received from outside, stopping", file=sys.stderr, flush=True)
+        raise SystemExit(1)
+
+    signal.signal(signal.SIGTERM, handle)
+
+
 def daemon_settings(given: list[str]) -> dict[str, str]:
     """``SECTION__KEY=VALUE`` arguments as settings for ``BenchDaemon``."""
     settings = {}
@@ -461,6 +472,7 @@ def main() -> None:
     add_set_option(parser)
     args = parser.parse_args()
     daemon_settings(args.set)
+    exit_on_sigterm()
     began = time.perf_counter()
     dataset = Dataset.load(args.dataset) or ensure(args.dataset)  # whatever is there, else the default build
     print(f"dataset: {dataset.describe()}", flush=True)
