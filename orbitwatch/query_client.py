@@ -24,7 +24,7 @@ Params = dict[str, int | float | str]
 
 class QueryServiceError(OrbitwatchError):
     """The service refused or failed a query: ``kind`` (read_only, file_access, timeout, too_large, busy,
-    query, bad_request, unauthorized, not_found, unreachable) and the service's message."""
+    query, bad_request, unauthorized, not_found, internal, unreachable) and the service's message."""
 
     def __init__(self, kind: str, message: str, status: int | None = None) -> None:
         super().__init__(message)
