@@ -84,6 +84,8 @@ class DeliveryWorker:
     worker. ``policies`` overrides the retry policy per hook name. ``clock`` returns an aware datetime.
     """
 
+    name = "alert delivery"
+
     def __init__(
         self,
         cursor_factory: Callable[[], duckdb.DuckDBPyConnection],

@@ -30,6 +30,7 @@ from orbitwatch.metrics import DaemonMetrics
 from orbitwatch.query_service import QueryService, discovery_path
 from orbitwatch.report import Reporter
 from orbitwatch.retention_worker import RetentionWorker, raw_boundary
+from orbitwatch.services import MetricsEndpoint, QueryEndpoint, Services
 from processing.rows import prepare_batch
 from storage.alerts import AlertTables, apply_spool, snapshot_path, spool_dir
 from storage.archive import ArchiveViews
@@ -83,6 +84,7 @@ class Daemon:
             else None
         )
         self.retention = retention_worker(self._con, archive, settings)
+        self.services = background_services(self, settings)
         self._newest, self._archived_before = newest_sample(self._con), raw_archived_before(self._con)
         self._boundary = self._in_flight_boundary = self.archive_boundary()
         if self.retention is not None:
@@ -136,20 +138,7 @@ class Daemon:
     def run(self, *, exit_when_idle_s: float | None = None, max_messages: int | None = None) -> int:
         """Run batches until SIGTERM/SIGINT, idleness or a message budget; returns messages committed."""
         self._install_signal_handlers()
-        if self.delivery is not None:
-            self.delivery.start()
-        if self.retention is not None:
-            self.retention.start()
-        if self.settings.daemon.metrics_port is not None:
-            port = self.metrics.serve(self.settings.daemon.metrics_host, self.settings.daemon.metrics_port)
-            log.info("metrics on http://%s:%d/metrics", self.settings.daemon.metrics_host, port)
-        if self.queries is not None:
-            q = self.settings.query
-            try:
-                port = self.queries.serve(q.host, q.port, discovery_path(self.settings.storage.path))
-            except OSError as exc:
-                raise ConfigError(f"query.port: cannot listen on {q.host}:{q.port}: {exc.strerror}") from exc
-            log.info("queries on http://%s:%d/v1/query (read-only snapshots)", q.host, port)
+        self.services.start()
         consumed, idle_since = 0, time.monotonic()
         report = Reporter()
         try:
@@ -213,14 +202,10 @@ class Daemon:
             log.warning("alert command %s rejected (moved to rejected/): %s", name, reason)
 
     def close(self) -> None:
-        """Finish the write in flight, leave the consumer group, close the database (checkpointing it)."""
+        """Finish the write in flight, stop the background services that started (in reverse order), leave
+        the consumer group, close the database (checkpointing it). Safe whether or not ``run`` ran."""
         self.in_flight.close()
-        if self.queries is not None:
-            self.queries.stop()
-        if self.retention is not None:
-            self.retention.stop()
-        if self.delivery is not None:
-            self.delivery.stop(timeout=10.0)
+        self.services.stop()
         self.source.close()
         self._con.close()
         log.info("closed")
@@ -275,6 +260,23 @@ class Daemon:
         m.dead_letters.inc(stored.dead_letters)
         m.batch_seconds.observe(seconds_since(finished.polled_at))
         m.last_batch.set_to_current_time()
+
+
+def background_services(daemon: Daemon, settings: Settings) -> Services:
+    """The daemon's background services in start order: delivery, retention, metrics, queries last.
+
+    The query service starts last and so stops first: no query is served once the others stop.
+    """
+    services = Services()
+    services.add(daemon.delivery)
+    services.add(daemon.retention)
+    d = settings.daemon
+    if d.metrics_port is not None:
+        services.add(MetricsEndpoint(daemon.metrics, d.metrics_host, d.metrics_port))
+    if daemon.queries is not None:
+        q = settings.query
+        services.add(QueryEndpoint(daemon.queries, q.host, q.port, discovery_path(settings.storage.path)))
+    return services
 
 
 def duckdb_threads(settings: Settings) -> int | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -14,6 +16,7 @@ class DaemonMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        self._server: tuple[WSGIServer, threading.Thread] | None = None
         r = self.registry
         self.messages = Counter("orbitwatch_messages_total", "Kafka messages consumed", registry=r)
         self.frames = Counter("orbitwatch_frames_stored_total", "Distinct frames stored", registry=r)
@@ -45,5 +48,15 @@ class DaemonMetrics:
 
     def serve(self, host: str, port: int) -> int:
         """Start the HTTP endpoint in a daemon thread; returns the bound port."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = (server, thread)
         return int(server.server_port)
+
+    def shutdown(self) -> None:
+        """Stop the HTTP endpoint ``serve`` started (nothing if it was not started)."""
+        if self._server is not None:
+            server, thread = self._server
+            server.shutdown()
+            server.server_close()
+            thread.join()
+            self._server = None

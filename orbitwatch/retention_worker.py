@@ -23,6 +23,8 @@ FIRST_RUN_DELAY_S = 5.0
 class RetentionWorker:
     """Runs the retention job periodically on a daemon thread; ``stop`` interrupts and joins it."""
 
+    name = "retention"
+
     def __init__(self, job: RetentionJob, cursor: duckdb.DuckDBPyConnection, interval_s: float) -> None:
         self.job = job
         self._cursor = cursor
@@ -36,8 +38,13 @@ class RetentionWorker:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop after the table-day in hand (interrupted if it takes longer than ``timeout_s``)."""
+        """Stop after the table-day in hand (interrupted if it takes longer than ``timeout_s``).
+
+        A worker whose thread never started has nothing to stop.
+        """
         self._stop.set()
+        if self._thread.ident is None:
+            return
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             self._cursor.interrupt()  # the transaction rolls back: the day stays live, retried next start

@@ -170,7 +170,7 @@ def child(args: argparse.Namespace) -> None:
         kafka={"bootstrap_servers": args.servers, "topic": args.topic, "group_id": f"bench-{uuid.uuid4().hex}"},
         storage={"path": str(db)},
         daemon={"metrics_port": None, "liveness_file": None, "max_batch_messages": args.batch},
-        query={"port": 0},
+        query={"enabled": False},
         processing={"enabled": True},
         alerting={
             "rules_file": args.rules,
@@ -182,7 +182,7 @@ def child(args: argparse.Namespace) -> None:
     logging.getLogger("alerting.delivery").setLevel(logging.ERROR)  # one warning per failed attempt otherwise
     daemon = Daemon(settings)
     assert daemon.delivery is not None, "alerting is not on"
-    daemon.delivery.start()  # as Daemon.run does; run_batch wakes it after each commit that enqueued
+    daemon.services.start()  # as Daemon.run does (delivery, retention); run_batch wakes delivery after each commit
 
     def step() -> tuple[int, int] | None:
         result = daemon.run_batch()
