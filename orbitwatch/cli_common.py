@@ -41,3 +41,6 @@ def setup_logging(level: str) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=stream, force=True
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python 3's event loop warns whenever one of its tasks runs over 100 ms ("blocking the event
+    # loop"), which a producer sending 1 MiB batches or a consumer decoding a large fetch does routinely.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from orbitwatch.broker import EmbeddedBroker, create_topic
 from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit, setup_logging
+from orbitwatch.render import render
 from simulator.config import FaultSpec, SimulationConfig
 from simulator.messages import generate
 from simulator.produce import produce
@@ -59,6 +60,8 @@ def demo(config_path: Path | None, data_dir: Path) -> None:
         if not external:
             broker = stack.enter_context(EmbeddedBroker(log_path=_log_path(data_dir)))
             kafka["bootstrap_servers"] = broker.bootstrap_servers
+            # Tansu's group join takes about half the session timeout (DESIGN.md): 6 s, not the default 10.
+            kafka.update(session_timeout_ms=6000, heartbeat_interval_ms=1500)
             console.print(f"[bold]1.[/] embedded broker (Tansu) on {broker.bootstrap_servers}")
         settings = settings_or_exit(
             config_path,
@@ -147,19 +150,17 @@ def _ingest(console: Console, settings: object, sent: int) -> None:
 
 
 def _summarise(console: Console, db: Path) -> None:
-    from orbitwatch.cli import _render
-
     con = open_database(db, read_only=True)
     console.print("[bold]4.[/] fleet summary (rack_rollups_1m)")
-    click.echo(_render(run_query(con, FLEET_SUMMARY), "table"), nl=False)
+    click.echo(render(run_query(con, FLEET_SUMMARY), "table"), nl=False)
     console.print("   health as the ground knows it now (fleet_health_now)")
-    click.echo(_render(run_query(con, HEALTH_NOW), "table"), nl=False)
+    click.echo(render(run_query(con, HEALTH_NOW), "table"), nl=False)
     console.print(
         "   critical minutes in event time (the simulated fault: sat-0002/rack-3, node 3, GPU 5, 00:10-00:25)"
     )
-    click.echo(_render(run_query(con, CRITICAL_HISTORY), "table"), nl=False)
+    click.echo(render(run_query(con, CRITICAL_HISTORY), "table"), nl=False)
     console.print("   GPU-hours per tenant (tenant_usage_hourly)")
-    click.echo(_render(run_query(con, TENANTS), "table"), nl=False)
+    click.echo(render(run_query(con, TENANTS), "table"), nl=False)
     counts = run_query(con, "SELECT count(*), (SELECT count(*) FROM dead_letters) FROM rack_frames").rows[0]
     console.print(f"   {counts[0]} frames stored once each; {counts[1]} malformed messages in dead_letters")
     con.close()
