@@ -10,9 +10,6 @@ from pathlib import Path
 
 import click
 import duckdb
-import polars as pl
-from rich.console import Console
-from rich.table import Table
 
 from ingest.errors import IngestError
 from ingest.settings import redacted
@@ -22,9 +19,10 @@ from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit, setup_logging
 from orbitwatch.demo import demo
 from orbitwatch.errors import OrbitwatchError
 from orbitwatch.query_client import QueryClient, QueryServiceError
+from orbitwatch.render import from_frame, render
 from orbitwatch.simulate_cmd import simulate
 from storage.errors import StorageError
-from storage.query import OutputFormat, QueryResult, render_csv, render_json, run_query
+from storage.query import OutputFormat, run_query
 
 DBS_OPTION = click.option(
     "--db",
@@ -187,13 +185,13 @@ def query(
     try:
         if client is not None:  # a daemon holds the file: ask it (read-only snapshot, its guards apply)
             frame = client.saved(saved, dict(given)) if saved else client.query(sql or "")
-            result = _from_frame(frame, max_rows)
+            result = from_frame(frame, max_rows)
         else:
             con = _open_history(config_path, dbs)
             result = run_saved(con, saved, given, max_rows) if saved else run_query(con, sql or "", max_rows=max_rows)
     except (StorageError, QueryServiceError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(_render(result, fmt), nl=fmt == "table")
+    click.echo(render(result, fmt), nl=fmt == "table")
 
 
 def _running_daemon(config_path: Path | None, dbs: tuple[Path, ...], url: str | None) -> QueryClient | None:
@@ -205,21 +203,6 @@ def _running_daemon(config_path: Path | None, dbs: tuple[Path, ...], url: str | 
     if url is not None:
         return QueryClient(url, token)
     return QueryClient.discover(dbs[0] if dbs else settings.storage.path, token)
-
-
-def _render(result: QueryResult, fmt: OutputFormat) -> str:
-    if fmt == "csv":
-        return render_csv(result)
-    if fmt == "json":
-        return render_json(result) + "\n"
-    table = Table(*result.columns, show_lines=False)
-    for row in result.rows:
-        table.add_row(*("NULL" if v is None else str(v) for v in row))
-    console = Console(width=200)
-    with console.capture() as captured:
-        console.print(table)
-        console.print(f"({len(result.rows)} rows)")
-    return captured.get()
 
 
 @main.command("sql")
@@ -235,19 +218,15 @@ def sql_shell(config_path: Path | None, dbs: tuple[Path, ...], url: str | None) 
     client = _running_daemon(config_path, dbs, url)
     if client is not None:
         with client:
-            failed = run_shell(lambda sql: _from_frame(client.query(sql), 10_000), _render)
+            failed = run_shell(lambda sql: from_frame(client.query(sql), 10_000), render)
         raise SystemExit(1 if failed else 0)
     try:
         con = _open_history(config_path, dbs)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
-    failed = run_shell(lambda sql: run_query(con, sql, max_rows=10_000), _render)
+    failed = run_shell(lambda sql: run_query(con, sql, max_rows=10_000), render)
     con.close()
     raise SystemExit(1 if failed else 0)
-
-
-def _from_frame(frame: pl.DataFrame, max_rows: int) -> QueryResult:
-    return QueryResult(frame.columns, frame.rows()[:max_rows])
 
 
 @main.command("replay")
@@ -299,18 +278,34 @@ def _timestamp(text: str, option: str) -> datetime:
 @main.command()
 @click.option("--port", type=int, default=9092, show_default=True)
 def broker(port: int) -> None:
-    """Run the embedded memory-only Kafka-protocol broker (Tansu) in the foreground."""
-    import time
+    """Run the embedded memory-only Kafka-protocol broker (Tansu) in the foreground.
+
+    Ctrl-C, SIGTERM or SIGHUP stops the broker and waits for it; if this process is killed outright
+    (SIGKILL) the kernel stops the broker too. A port already in use is reported with its holder.
+    """
+    import signal
 
     from orbitwatch.broker import EmbeddedBroker
 
-    with EmbeddedBroker(port) as embedded:
-        click.echo(f"broker listening on {embedded.bootstrap_servers} (Ctrl-C stops it; data is not kept)")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C: unwinds through the context manager, which stops the broker
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    try:
+        with EmbeddedBroker(port) as embedded:
+            click.echo(
+                f"broker listening on {embedded.bootstrap_servers} (pid {embedded.pid}; Ctrl-C or SIGTERM stops"
+                " it; data is not kept)"
+            )
+            try:
+                while True:
+                    signal.pause()
+            except KeyboardInterrupt:
+                pass
+    except OrbitwatchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("broker stopped")
 
 
 @main.group()

@@ -7,6 +7,8 @@ from typing import Literal, get_args
 
 import polars as pl
 
+from storage.query import QueryResult, render_csv
+
 WireFormat = Literal["json", "csv", "arrow", "parquet"]
 WIRE_FORMATS: tuple[str, ...] = get_args(WireFormat)
 CONTENT_TYPES: dict[str, str] = {
@@ -21,8 +23,8 @@ def encode(frame: pl.DataFrame, fmt: WireFormat) -> bytes:
     """``frame`` in ``fmt``: JSON is an array of row objects (timestamps ISO 8601), CSV has a header row."""
     if fmt == "json":
         return frame.write_json().encode()
-    if fmt == "csv":
-        return frame.write_csv().encode()
+    if fmt == "csv":  # DuckDB's CSV writer, as `orbitwatch query --format csv` and DuckDB's COPY
+        return render_csv(QueryResult(frame.to_arrow())).encode()
     buffer = io.BytesIO()
     if fmt == "arrow":
         frame.write_ipc_stream(buffer)
