@@ -1,0 +1,183 @@
+"""The production install: the wheel in a clean virtual environment without dev extras runs the product.
+
+This is what ``deploy/Dockerfile`` does (``pip install .``): build the wheel, install it with its runtime
+dependencies only, then use the installed ``orbitwatch`` for real: its own embedded broker, ``orbitwatch
+run`` with an alert rules file on a small simulated fleet (a webhook hook posting to a local server), and
+``orbitwatch query``. A runtime import of a dev-only package (pytest, hypothesis, mypy, ...) fails it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from ingest.settings import DEFAULT_CONTRACT_DIR
+from orbitwatch.broker import create_topic, free_port
+from simulator.config import FaultSpec, SimulationConfig
+from simulator.messages import generate
+from simulator.produce import produce
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+DEV_ONLY = ["pytest", "hypothesis", "mypy", "ruff", "kubernetes_validate", "xdist"]
+FLEET = SimulationConfig(
+    satellites=1,
+    racks_per_satellite=2,
+    duration_s=6 * 60,
+    contact="continuous",
+    seed=5,
+    malformed_rate=0.01,
+    faults=[FaultSpec(kind="gpu_overheat", satellite=0, rack=1, node=1, gpu=2, start_s=60, duration_s=240)],
+)
+RULES = """
+rules:
+  - name: gpu_temperature
+    scope: gpu
+    threshold: {{column: temp_max, op: ">=", warning: 83, critical: 90}}
+hooks:
+  - name: pager
+    kind: webhook
+    settings: {{url: "{url}", timeout_s: 2}}
+routes:
+  - match: {{}}
+    hook: pager
+"""
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    posts: ClassVar[list[object]] = []
+
+    def do_POST(self) -> None:
+        self.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean virtual environment with the orbitwatch wheel and its runtime dependencies only."""
+    work = tmp_path_factory.mktemp("packaging")
+    dist = work / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(REPO)],
+        check=True,
+        cwd=work,
+    )
+    wheels = list(dist.glob("orbitwatch-*.whl"))
+    assert len(wheels) == 1, wheels
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([venv / "bin" / "pip", "install", "--quiet", str(wheels[0])], check=True, cwd=work)
+    return venv
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    """A real HTTP server recording the notifications posted to it."""
+    _Receiver.posts = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/alerts"
+    server.shutdown()
+    server.server_close()
+
+
+def test_no_dev_package_is_installed(installed: Path) -> None:
+    """The clean environment really lacks the dev extras (else the next test proves nothing)."""
+    for module in DEV_ONLY:
+        found = subprocess.run(
+            [installed / "bin" / "python", "-c", f"import {module}"], check=False, capture_output=True
+        )
+        assert found.returncode != 0, f"{module} is importable in the clean environment"
+
+
+def test_the_installed_package_ingests_alerts_and_answers(installed: Path, webhook: str, tmp_path: Path) -> None:
+    """The installed ``orbitwatch``: broker, run with a rules file, query; every frame stored once."""
+    bin_dir = installed / "bin"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORBITWATCH_")}
+    env.update(
+        {
+            "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+            "ORBITWATCH_REGISTRY__CONTRACT_DIR": str(DEFAULT_CONTRACT_DIR),  # as the container image does
+        }
+    )
+    for args in (["--help"], ["run", "--help"], ["query", "--help"]):
+        shown = subprocess.run([bin_dir / "orbitwatch", *args], check=False, env=env, capture_output=True, text=True)
+        assert shown.returncode == 0, shown.stderr
+    port = free_port()
+    broker = subprocess.Popen(
+        [bin_dir / "orbitwatch", "broker", "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert broker.stdout is not None
+        assert "broker listening" in broker.stdout.readline()
+        servers = f"127.0.0.1:{port}"
+        create_topic(servers, "telemetry", 2)
+        messages, truth = generate(FLEET, DEFAULT_CONTRACT_DIR)
+        produce(messages, servers, "telemetry")
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(RULES.format(url=webhook))
+        db = tmp_path / "history.duckdb"
+        env.update(
+            {
+                "ORBITWATCH_KAFKA__BOOTSTRAP_SERVERS": servers,
+                "ORBITWATCH_KAFKA__TOPIC": "telemetry",
+                "ORBITWATCH_KAFKA__SESSION_TIMEOUT_MS": "4000",
+                "ORBITWATCH_KAFKA__HEARTBEAT_INTERVAL_MS": "1000",
+                "ORBITWATCH_STORAGE__PATH": str(db),
+                "ORBITWATCH_ALERTING__RULES_FILE": str(rules),
+                "ORBITWATCH_DAEMON__METRICS_PORT": "null",
+                "ORBITWATCH_QUERY__PORT": "0",
+            }
+        )
+        began = time.monotonic()
+        run = subprocess.run(
+            [bin_dir / "orbitwatch", "run", "--exit-when-idle", "4"],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "Traceback" not in run.stderr
+        assert time.monotonic() - began < 180
+        answer = subprocess.run(
+            [
+                bin_dir / "orbitwatch",
+                "query",
+                "--format",
+                "json",
+                "SELECT (SELECT count(*) FROM rack_frames) AS frames, (SELECT count(*) FROM dead_letters) AS dead,"
+                " (SELECT count(*) FROM alert_outbox) AS notifications",
+            ],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert answer.returncode == 0, answer.stderr
+        counts = json.loads(answer.stdout)[0]
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.communicate(timeout=20)
+    assert counts["frames"] == truth.distinct_frames_sent
+    assert counts["dead"] == truth.malformed_sent
+    assert counts["notifications"] >= 1
+    assert _Receiver.posts, "the webhook got no notification"
