@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test pytest lint typecheck unit bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/orbitwatch demo
 
-## make test: ruff, mypy --strict and the whole pytest suite (integration tests start their own broker)
-test: lint typecheck
-	$(BIN)/pytest
+## make test: ruff, mypy --strict and the whole pytest suite (integration tests start their own broker; two
+## pytest-xdist workers, one broker each; includes the packaging test: the wheel in a clean venv runs the daemon)
+test: lint typecheck pytest
+
+pytest: $(STAMP)
+	$(BIN)/pytest -n 2 --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -32,6 +35,10 @@ typecheck: $(STAMP)
 ## make bench: throughput, memory and latency figures (prints medians; takes several minutes)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.run_all
+
+## make bench-smoke: every benchmark on a tiny backlog (seconds each): each must run to its end and print figures
+bench-smoke: $(STAMP)
+	$(BIN)/python -m tests.bench.run_all --smoke
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

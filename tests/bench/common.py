@@ -52,8 +52,11 @@ def backlog(
 def run_child(module: str, *args: str) -> dict[str, float]:
     """Run ``python -m module args`` in a fresh process and parse the JSON it prints last."""
     out = subprocess.run(
-        [sys.executable, "-m", module, *args], check=True, capture_output=True, text=True, cwd=Path.cwd()
+        [sys.executable, "-m", module, *args], check=False, capture_output=True, text=True, cwd=Path.cwd()
     )
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr[-5000:])
+        raise SystemExit(f"python -m {module} {' '.join(args)} exited with {out.returncode} (its stderr above)")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 

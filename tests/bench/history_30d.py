@@ -407,6 +407,8 @@ def main() -> None:
     )
     print(dataset.describe())
     print(f"built in {dataset.build_s:.0f} s; rows: {json.dumps(dataset.rows)}")
+    summary = {"racks": dataset.racks, "days": dataset.days, "frames": dataset.frames, "bytes": dataset.bytes}
+    print(json.dumps({**summary, "gpu_samples": dataset.gpu_samples, "build_s": round(dataset.build_s, 1)}))
 
 
 if __name__ == "__main__":

@@ -71,19 +71,19 @@ def daemon_step(settings: Settings) -> tuple[Step, Callable[[], None]]:
 
 
 def measure(step: Step, expected: int | None) -> dict[str, float]:
-    """Run ``step`` until the expected messages or idleness; time from first to last data."""
+    """Run ``step`` until the expected messages or idleness; time from the poll of the first data to the last."""
     messages = samples = 0
     first = last = None
     idle_since = time.monotonic()
     while (expected is None or messages < expected) and time.monotonic() - idle_since < IDLE_S:
+        polled = time.time()
         got = step()
         if got is None:
             if first is None:
                 idle_since = time.monotonic()  # still waiting for the first data
             continue
-        now = time.time()
-        first = first or now
-        last, idle_since = now, time.monotonic()
+        first = first or polled  # from the poll that brought the first data (a tiny backlog is one batch)
+        last, idle_since = time.time(), time.monotonic()
         messages, samples = messages + got[0], samples + got[1]
     if first is None or last is None:
         raise SystemExit("no data arrived")

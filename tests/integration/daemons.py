@@ -12,6 +12,8 @@ from pathlib import Path
 
 import duckdb
 
+from orbitwatch.query_client import QueryClient, QueryServiceError
+
 GROUP_SETTINGS = {
     # Tansu's group join takes about half the session timeout (DESIGN.md): keep it short in tests.
     "ORBITWATCH_KAFKA__SESSION_TIMEOUT_MS": "4000",
@@ -72,6 +74,28 @@ class DaemonProcess:
         with duckdb.connect(str(self.db), read_only=True) as con:
             row = con.execute("SELECT coalesce(sum(messages), 0) FROM kafka_offsets").fetchone()
         return int(row[0]) if row else 0
+
+    def wait_for_progress(self, beyond: int = 0, timeout_s: float = 90.0) -> int:
+        """Wait until the running daemon has committed more than ``beyond`` messages; returns the count.
+
+        Asked through the daemon's query service (the file is locked while it runs), so a test can kill it
+        mid-ingestion however slow its start-up is on a loaded machine.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            assert self.process.poll() is None, f"the daemon exited: {self.log_text()[-3000:]}"
+            client = QueryClient.discover(self.db, timeout_s=5.0)
+            if client is not None:
+                with client:
+                    try:
+                        frame = client.query("SELECT coalesce(sum(messages), 0)::BIGINT AS n FROM kafka_offsets")
+                    except QueryServiceError:
+                        frame = None
+                if frame is not None and int(frame["n"][0]) > beyond:
+                    return int(frame["n"][0])
+            time.sleep(0.05)
+        raise AssertionError(f"no progress beyond {beyond} messages in {timeout_s} s: {self.log_text()[-3000:]}")
 
     def log_text(self) -> str:
         """Everything the daemon logged."""

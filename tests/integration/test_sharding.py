@@ -42,7 +42,7 @@ def test_three_shards_store_every_frame_once_and_survive_a_kill(bootstrap: str, 
     truth = send_fleet(bootstrap, topic, FLEET)
     for shard in shards:
         shard.start()
-    time.sleep(2.5)
+    shards[1].wait_for_progress()
     shards[1].kill()
     killed_at = shards[1].messages_consumed()
     for shard in (shards[0], shards[2]):
