@@ -10,17 +10,14 @@ notifications, none about a healthy rack; the outbox must end delivered.
 from __future__ import annotations
 
 import itertools
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
 
 import duckdb
 import pytest
 
 from simulator.config import FaultSpec, SimulationConfig, rack_id
+from tests.helpers.webhook import Receiver, recording_webhook
 from tests.integration.daemons import DaemonFactory, run_until_consumed
 from tests.integration.fleet import send_fleet
 
@@ -70,33 +67,11 @@ routes:
 """
 
 
-class Receiver(BaseHTTPRequestHandler):
-    """Records every POSTed JSON body."""
-
-    bodies: ClassVar[list[dict[str, Any]]] = []
-    lock = threading.Lock()
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with self.lock:
-            self.bodies.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        """Quiet."""
-
-
 @pytest.fixture
 def webhook() -> Iterator[str]:
     """A real HTTP server on 127.0.0.1 recording the notifications it receives."""
-    Receiver.bodies = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/alerts"
-    server.shutdown()
-    server.server_close()
+    with recording_webhook() as url:
+        yield url
 
 
 def test_injected_faults_are_notified_grouped_and_resolved_and_healthy_racks_are_not(

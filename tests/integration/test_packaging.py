@@ -13,12 +13,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
@@ -27,6 +24,7 @@ from orbitwatch.broker import create_topic, free_port
 from simulator.config import FaultSpec, SimulationConfig
 from simulator.messages import generate
 from simulator.produce import produce
+from tests.helpers.webhook import Receiver, recording_webhook
 
 pytestmark = pytest.mark.integration
 
@@ -56,18 +54,6 @@ routes:
 """
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    posts: ClassVar[list[object]] = []
-
-    def do_POST(self) -> None:
-        self.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clean virtual environment with the orbitwatch wheel and its runtime dependencies only."""
@@ -89,13 +75,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def webhook() -> Iterator[str]:
     """A real HTTP server recording the notifications posted to it."""
-    _Receiver.posts = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/alerts"
-    server.shutdown()
-    server.server_close()
+    with recording_webhook() as url:
+        yield url
 
 
 def test_the_installed_package_ingests_alerts_and_answers(installed: Path, webhook: str, tmp_path: Path) -> None:
@@ -174,4 +155,4 @@ def test_the_installed_package_ingests_alerts_and_answers(installed: Path, webho
     assert counts["frames"] == truth.distinct_frames_sent
     assert counts["dead"] == truth.malformed_sent
     assert counts["notifications"] >= 1
-    assert _Receiver.posts, "the webhook got no notification"
+    assert Receiver.bodies, "the webhook got no notification"
