@@ -22,14 +22,16 @@ from tests.integration.fleet import (
 pytestmark = pytest.mark.integration
 SESSION_TIMEOUT_S = int(GROUP_SETTINGS["ORBITWATCH_KAFKA__SESSION_TIMEOUT_MS"]) / 1000
 
+# 16 racks x 10 minutes (9,600+ messages): four kills, each after the restarted daemon's first commit (of 300)
+# plus up to 0.5 s, consumed at most 1,500 messages each here, so the backlog outlasts them.
 CRASH_FLEET = SimulationConfig(
     satellites=4,
     racks_per_satellite=4,
-    duration_s=1200,
+    duration_s=600,
     seed=11,
     duplicate_rate=0.05,
     loss_rate=0.002,
-    reboot_rate_per_hour=0.5,
+    reboot_rate_per_hour=2.0,  # 5 racks reboot in these 10 minutes (0.5 over 20 minutes rebooted none)
     malformed_rate=0.01,
     invalid_value_rate=0.005,
 )
