@@ -140,8 +140,8 @@ def test_two_daemons_in_one_group_share_partitions_and_store_each_frame_once(
 def test_sigterm_finishes_the_batch_commits_and_exits_cleanly(
     bootstrap: str, topic: str, daemon_factory: DaemonFactory
 ) -> None:
-    # 16 racks x 10 minutes: thousands of messages in batches of 200, so SIGTERM lands mid-ingestion
-    truth = send_fleet(bootstrap, topic, SimulationConfig(satellites=4, racks_per_satellite=4, duration_s=600, seed=2))
+    # 8 racks x 10 minutes: thousands of messages in batches of 200, so SIGTERM lands mid-ingestion
+    truth = send_fleet(bootstrap, topic, SimulationConfig(satellites=2, racks_per_satellite=4, duration_s=600, seed=2))
     daemon = daemon_factory(daemon__max_batch_messages="200")
     daemon.start()
     daemon.wait_for_progress()
