@@ -16,12 +16,13 @@ def render(result: QueryResult, fmt: OutputFormat) -> str:
     if fmt == "json":
         return render_json(result) + "\n"
     table = Table(*result.columns, show_lines=False)
-    for row in result.rows:
+    rows = result.rows  # converted from Arrow once
+    for row in rows:
         table.add_row(*("NULL" if v is None else str(v) for v in row))
     console = Console(width=200)
     with console.capture() as captured:
         console.print(table)
-        console.print(f"({len(result.rows)} rows)")
+        console.print(f"({len(rows)} rows)")
     return captured.get()
 
 
