@@ -86,16 +86,14 @@ class QueryEndpoint:
     def __init__(self, service: QueryService, host: str, port: int, discovery: Path) -> None:
         self.service = service
         self._host, self._port, self._discovery = host, port, discovery
-        self.port: int | None = None
-        """The bound port once started (``port`` 0 asks for any free one)."""
 
     def start(self) -> None:
         """Listen (a port that cannot be bound is a ConfigError naming ``query.port``)."""
         try:
-            self.port = self.service.serve(self._host, self._port, self._discovery)
+            port = self.service.serve(self._host, self._port, self._discovery)
         except OSError as exc:
             raise ConfigError(f"query.port: cannot listen on {self._host}:{self._port}: {exc.strerror}") from exc
-        log.info("queries on http://%s:%d/v1/query (read-only snapshots)", self._host, self.port)
+        log.info("queries on http://%s:%d/v1/query (read-only snapshots)", self._host, port)
 
     def stop(self) -> None:
         """Stop listening and release the query cursors."""

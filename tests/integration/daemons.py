@@ -14,6 +14,7 @@ import duckdb
 
 from orbitwatch.query_client import QueryClient, QueryServiceError
 
+CONSUMED_SQL = "SELECT coalesce(sum(messages), 0)::BIGINT AS consumed FROM kafka_offsets"  # messages accounted
 GROUP_SETTINGS = {
     # Tansu's group join takes about half the session timeout (DESIGN.md): keep it short in tests.
     "ORBITWATCH_KAFKA__SESSION_TIMEOUT_MS": "4000",
@@ -72,7 +73,7 @@ class DaemonProcess:
         if not self.db.exists():
             return 0
         with duckdb.connect(str(self.db), read_only=True) as con:
-            row = con.execute("SELECT coalesce(sum(messages), 0) FROM kafka_offsets").fetchone()
+            row = con.execute(CONSUMED_SQL).fetchone()
         return int(row[0]) if row else 0
 
     def wait_for_progress(self, beyond: int = 0, timeout_s: float = 90.0) -> int:
@@ -89,11 +90,11 @@ class DaemonProcess:
             if client is not None:
                 with client:
                     try:
-                        frame = client.query("SELECT coalesce(sum(messages), 0)::BIGINT AS n FROM kafka_offsets")
+                        frame = client.query(CONSUMED_SQL)
                     except QueryServiceError:
                         frame = None
-                if frame is not None and int(frame["n"][0]) > beyond:
-                    return int(frame["n"][0])
+                if frame is not None and int(frame[0, 0]) > beyond:
+                    return int(frame[0, 0])
             time.sleep(0.05)
         raise AssertionError(f"no progress beyond {beyond} messages in {timeout_s} s: {self.log_text()[-3000:]}")
 
