@@ -33,6 +33,7 @@ Medians over runs of each run's p50, p99 and max (at 100 racks and 20 faults, a 
 so a run's p99 is close to its max).
 
     .venv/bin/python -m tests.bench.alert_latency [--racks 100] [--seconds 50] [--runs 3] [--faults 20]
+        [--ecc-only]
 """
 
 from __future__ import annotations
@@ -147,13 +148,14 @@ class Webhook:
         return received
 
 
-def faults(racks: int, seconds: int, count: int) -> list[FaultSpec]:
-    """``count`` faults on distinct racks at staggered seconds: overheats (even) and ECC errors (odd)."""
+def faults(racks: int, seconds: int, count: int, ecc_only: bool = False) -> list[FaultSpec]:
+    """``count`` faults on distinct racks at staggered seconds: overheats (even) and ECC errors (odd), or
+    only ECC errors."""
     specs = []
     count = min(count, racks)
     for i in range(count):
         rack = (i * 37) % racks  # spread over satellites and partitions
-        hot = i % 2 == 0
+        hot = i % 2 == 0 and not ecc_only
         last = seconds - OVERHEAT_RAMP_S if hot else seconds - 8
         start = 5 + (i // 2) * max(last - 5, 0) / max((count + 1) // 2, 1)
         specs.append(
@@ -211,7 +213,7 @@ def one_run(servers: str, webhook: Webhook, rules: Path, args: argparse.Namespac
         if daemon.poll() is not None:
             raise SystemExit(f"the daemon exited: {(home / 'daemon.log').read_text()[-3000:]}")
         time.sleep(0.1)
-    specs = faults(args.racks, args.seconds, args.faults)
+    specs = faults(args.racks, args.seconds, args.faults, args.ecc_only)
     config = SimulationConfig(
         satellites=args.racks // 4,
         racks_per_satellite=4,
@@ -283,10 +285,19 @@ def main() -> None:
     """Several runs; prints each and the medians."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--racks", type=int, default=100)
-    parser.add_argument("--seconds", type=int, default=50, help="seconds of live frames per run (>= 40)")
+    parser.add_argument(
+        "--seconds", type=int, default=50, help="seconds of live frames per run (>= 40; >= 15 with --ecc-only)"
+    )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--faults", type=int, default=20, help="overheating GPUs per run (distinct racks)")
+    parser.add_argument("--faults", type=int, default=20, help="faulty GPUs per run (distinct racks)")
+    parser.add_argument(
+        "--ecc-only",
+        action="store_true",
+        help="every fault an instantaneous ECC error, no overheat ramp (short smoke runs; measures gpu_dbe only)",
+    )
     args = parser.parse_args()
+    if args.seconds < (15 if args.ecc_only else 40):
+        parser.error("need --seconds >= 40 (the overheat ramp), or >= 15 with --ecc-only")
     runs = []
     with broker() as servers, Webhook() as webhook, tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "rules.yaml"

@@ -28,12 +28,12 @@ How the history is built (once per invocation; the sizes are printed):
    ``DerivedTables`` in batches of 4,000 messages, except those received during the outage, held back, and
    those received after the day (the live batch): the derived tables of the day are those the daemon
    would have written. The rack booted ``--days - 1`` days before that day, so ``frame_seq`` is offset by
-   that many days of seconds.
+   that many days of frames.
 2. **The late batch.** The held-back messages, re-encoded with ``stored = true``, received at 10 frames/s
    per rack ten minutes after the live batch, with new offsets.
 3. **Older days.** A copy of the day with the outage played back (the late batch written through the
    writer, so its windows are those the daemon recomputed) is shifted back by 1..6 days: timestamps and
-   ``window_start`` by k days, ``frame_seq``/``last_seq`` by k * 86,400 (same boot epoch, so the frame keys
+   ``window_start`` by k days, ``frame_seq``/``last_seq`` by k days of frames (same boot epoch, so the frame keys
    stay unique and the sequence continuous).
 4. **The benchmark databases** are built the same way for both sizes: a fresh migrated file, the older
    days (none for 1 day) then the newest day (still missing the outage) inserted table by table in
@@ -48,9 +48,11 @@ Sizes with the defaults (2 racks, 20 minutes late): 1 day is 170,400 frames, 10.
 7 days are 1.21 M frames, 77.3 M GPU rows, 1,760 MiB; the late batch is 2,399 frames (153,536 GPU rows)
 and recomputes 42 rack windows. The bench takes about 3 minutes on 2 cores (building the histories takes
 over half of it), peaks near 2.3 GiB RSS and writes about 30 GB of file copies to a temporary directory
-that it deletes.
+that it deletes. ``--frame-interval-s N`` (> 1) simulates one frame per N seconds: a day of 86,400 / N frames
+per rack, built N times faster (the smoke run uses it; its figures are not those of a real day).
 
     .venv/bin/python -m tests.bench.late_recompute [--racks 2] [--runs 5] [--days 7] [--late-minutes 20]
+        [--frame-interval-s 1]
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ OUTAGE_STARTS_AT = timedelta(hours=12)
 _T = TypeVar("_T")
 
 # Columns shifted back by k days when a day is copied as an older day: timestamps by k days, sequence
-# numbers by k * 86,400 (one frame per second, same boot epoch).
+# numbers by k days of frames (86,400 at one frame per second; same boot epoch).
 _SHIFTED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "rack_frames": (("sampled_at", "received_at", "ingested_at"), ("frame_seq",)),
     "gpu_samples": (("sampled_at",), ("frame_seq",)),
@@ -181,7 +183,7 @@ class TimedDerived(DerivedTables):
 
 
 def rebased(batch: BatchToStore, seq_base: int) -> BatchToStore:
-    """``batch`` with ``frame_seq`` offset by ``seq_base``: the rack booted that many seconds earlier."""
+    """``batch`` with ``frame_seq`` offset by ``seq_base``: the rack booted that many frames earlier."""
     seq = pl.col("frame_seq") + seq_base
     return BatchToStore(
         batch.topic,
@@ -262,14 +264,21 @@ class Batches:
     late: BatchToStore
 
 
-def build_day(path: Path, racks: int, days: int, late_minutes: int) -> tuple[Batches, int]:
+def frames_per_day(frame_interval_s: int) -> int:
+    """A rack's frames (sequence numbers) in one day."""
+    return DAY_S // frame_interval_s
+
+
+def build_day(path: Path, racks: int, days: int, late_minutes: int, frame_interval_s: int) -> tuple[Batches, int]:
     """Write the newest day, outage held back, through the writer; returns the batches after it and its frames."""
     day = FIRST_DAY + timedelta(days=days - 1)
-    seq_base = (days - 1) * DAY_S
+    seq_base = (days - 1) * frames_per_day(frame_interval_s)
     config = SimulationConfig(
         satellites=1,
         racks_per_satellite=racks,
-        duration_s=DAY_S + BATCH_MESSAGES // racks + 60,  # and one live batch after the day
+        # and one live batch after the day
+        duration_s=DAY_S + (BATCH_MESSAGES // racks) * frame_interval_s + 60,
+        frame_interval_s=frame_interval_s,
         contact="continuous",
         seed=7,
         duplicate_rate=0.0,
@@ -316,21 +325,22 @@ def played_back(day: Path, filled: Path, late: BatchToStore) -> StoredBatch:
     return stored
 
 
-def build_history(path: Path, days: int, day: Path, filled: Path) -> History:
+def build_history(path: Path, days: int, day: Path, filled: Path, frame_interval_s: int) -> History:
     """A database of ``days`` days: ``days - 1`` shifted copies of ``filled``, then ``day``, then ``day``'s state."""
+    seqs = frames_per_day(frame_interval_s)
     con = open_database(path, memory_limit="2GB")
     try:
         con.execute(f"ATTACH '{day}' AS newest (READ_ONLY)")
         con.execute(f"ATTACH '{filled}' AS older (READ_ONLY)")
         for back in range(days - 1, -1, -1):
             source = "newest" if back == 0 else "older"
-            for table, (stamps, seqs) in _SHIFTED.items():
+            for table, (stamps, seq_columns) in _SHIFTED.items():
                 shifts = [f"{c} - to_seconds({back * DAY_S}) AS {c}" for c in stamps]
-                shifts += [f"{c} - {back * DAY_S} AS {c}" for c in seqs]
+                shifts += [f"{c} - {back * seqs} AS {c}" for c in seq_columns]
                 con.execute(f"INSERT INTO {table} SELECT * REPLACE ({', '.join(shifts)}) FROM {source}.{table}")
         for table in _STATE_TABLES:
             con.execute(f"INSERT INTO {table} SELECT * FROM newest.{table}")
-        con.execute("UPDATE seq_bounds SET min_seq = min_seq - ?", [(days - 1) * DAY_S])
+        con.execute("UPDATE seq_bounds SET min_seq = min_seq - ?", [(days - 1) * seqs])
         con.execute("DETACH newest")
         con.execute("DETACH older")
         con.execute("CHECKPOINT")
@@ -432,14 +442,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="timed writes per history size and mode")
     parser.add_argument("--days", type=int, default=7, help="days of the long history (the short one is 1)")
     parser.add_argument("--late-minutes", type=int, default=20, help="length of the outage played back late")
+    parser.add_argument(
+        "--frame-interval-s",
+        type=int,
+        default=1,
+        help="simulated seconds between a rack's frames (> 1: a sparser, faster-built history; for smoke runs)",
+    )
     args = parser.parse_args()
     if args.days < 2 or args.runs < 1 or not 1 <= args.racks <= 40 or not 0 < args.late_minutes <= 600:
         parser.error("need --days >= 2, --runs >= 1, 1 <= --racks <= 40, 0 < --late-minutes <= 600")
+    if not 1 <= args.frame_interval_s <= 60 or DAY_S % args.frame_interval_s:
+        parser.error("need --frame-interval-s between 1 and 60 that divides a day (86,400 s)")
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="late-recompute-"))
     try:
         day, filled = work / "day.duckdb", work / "day-played-back.duckdb"
-        batches, day_frames = build_day(day, args.racks, args.days, args.late_minutes)
+        batches, day_frames = build_day(day, args.racks, args.days, args.late_minutes, args.frame_interval_s)
         late = batches.late
         print(
             f"newest day written through the writer: {args.racks} racks, {day_frames:,} frames "
@@ -449,7 +467,9 @@ def main() -> None:
             flush=True,
         )
         played_back(day, filled, late)
-        histories = [build_history(work / f"history-{d}d.duckdb", d, day, filled) for d in (1, args.days)]
+        histories = [
+            build_history(work / f"history-{d}d.duckdb", d, day, filled, args.frame_interval_s) for d in (1, args.days)
+        ]
         for path in (day, filled):
             path.unlink()
         for h in histories:

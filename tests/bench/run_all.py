@@ -2,7 +2,7 @@
 
 ``make bench`` runs each with the settings its figures in the README come from (medians of several runs;
 takes a long while). ``make bench-smoke`` (``--smoke``, part of CI) runs every benchmark script on a tiny
-backlog, a few seconds each: it proves each one still runs to its end and prints its figures (the JSON
+backlog, a few seconds each, two at a time: it proves each one still runs to its end and prints its figures (the JSON
 summary on its last line), so a benchmark that crashes fails the build. Smoke figures measure nothing.
 
     .venv/bin/python -m tests.bench.run_all [--smoke] [--only NAME]
@@ -17,12 +17,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 SMOKE_TIMEOUT_S = 120  # per benchmark; they take seconds each
-TINY_HISTORY = ["--dataset", "{tmp}/h", "--work", "{tmp}/w"]  # the query benches' smoke history and copy
+SMOKE_PARALLEL = 2  # smoke runs at a time: their figures measure nothing, so they may share the 2 cores
+TINY_HISTORY = ["--dataset", "{tmp}/h"]  # the query benches' smoke history (each copies it to its own --work)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +85,7 @@ BENCHMARKS = [
         "late-data recompute over 1 day vs 7 days of history",
         "tests.bench.late_recompute",
         [],
-        ["--racks", "1", "--days", "2", "--runs", "1", "--late-minutes", "5"],
+        ["--racks", "1", "--days", "2", "--runs", "1", "--late-minutes", "10", "--frame-interval-s", "20"],
     ),
     Benchmark(
         "alert-outage",
@@ -96,7 +99,7 @@ BENCHMARKS = [
         "alerting: latency from a frame in Kafka to the webhook call, 100 racks live",
         "tests.bench.alert_latency",
         [],
-        ["--racks", "8", "--seconds", "40", "--runs", "1", "--faults", "2"],
+        ["--racks", "8", "--seconds", "15", "--runs", "1", "--faults", "2", "--ecc-only"],
     ),
     # The query benches build the 30-day, 1,000-rack history into /tmp/ow-bench/h30 first if it is missing
     # (about 5 min, about 15 GB) and need as much again free for a working copy. Their smoke runs build a
@@ -113,7 +116,19 @@ BENCHMARKS = [
         "saved queries over 30 days x 1,000 racks: p50/p95 idle, during live and during backlog ingestion",
         "tests.bench.query_latency",
         ["--runs", "2", "--rounds", "10", "--live-seconds", "60"],
-        [*TINY_HISTORY, "--runs", "1", "--rounds", "2", "--live-seconds", "6", "--backlog-seconds", "60"],
+        [
+            *TINY_HISTORY,
+            "--work",
+            "{tmp}/w-latency",
+            "--runs",
+            "1",
+            "--rounds",
+            "2",
+            "--live-seconds",
+            "6",
+            "--backlog-seconds",
+            "60",
+        ],
         needs="history-30d",
     ),
     Benchmark(
@@ -124,6 +139,8 @@ BENCHMARKS = [
         # --set: the tiny backlog in several batches, so that it has a rate to measure
         [
             *TINY_HISTORY,
+            "--work",
+            "{tmp}/w-concurrency",
             "--runs",
             "1",
             "--backlog-seconds",
@@ -161,48 +178,69 @@ def run_full(benchmarks: list[Benchmark]) -> None:
         subprocess.run([sys.executable, "-m", bench.module, *bench.full], check=True)
 
 
-def run_smoke(benchmarks: list[Benchmark]) -> int:
-    """Run each benchmark on a tiny backlog; returns how many failed (crashed, timed out, printed no figures)."""
+def run_smoke(benchmarks: list[Benchmark], parallel: int = SMOKE_PARALLEL) -> int:
+    """Run each benchmark on a tiny backlog, ``parallel`` at a time; returns how many failed (crashed, timed
+    out, printed no figures). A benchmark waits for the one it ``needs``, and fails if that one failed."""
     tmp = Path(tempfile.mkdtemp(prefix="ow-bench-smoke-"))
-    failed: list[str] = []
     began = time.monotonic()
+    smoked = [b for b in benchmarks if b.smoke]
+    outcomes: dict[str, Future[bool]] = {}
     try:
-        for bench in benchmarks:
-            if not bench.smoke:
-                continue
-            args = [a.replace("{tmp}", str(tmp)) for a in bench.smoke]
-            print(f"== {bench.name}: python -m {bench.module} {' '.join(args)}", flush=True)
-            started = time.monotonic()
-            try:
-                done = subprocess.run(
-                    [sys.executable, "-m", bench.module, *args],
-                    check=False,
-                    capture_output=True,
-                    text=True,
-                    timeout=SMOKE_TIMEOUT_S,
-                )
-            except subprocess.TimeoutExpired:
-                print(f"   FAILED: still running after {SMOKE_TIMEOUT_S} s", flush=True)
-                failed.append(bench.name)
-                continue
-            seconds = time.monotonic() - started
-            try:
-                if done.returncode != 0:
-                    raise ValueError(f"exit code {done.returncode}")
-                summary = figures(done.stdout)
-            except ValueError as exc:
-                print(f"   FAILED after {seconds:.1f} s: {exc}", flush=True)
-                print(_tail(done.stdout, "stdout"), _tail(done.stderr, "stderr"), sep="\n", flush=True)
-                failed.append(bench.name)
-                continue
-            print(f"   ok in {seconds:.1f} s: {json.dumps(summary)[:300]}", flush=True)
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            for bench in smoked:  # in list order: what a benchmark needs is submitted (so started) before it
+                needed = outcomes.get(bench.needs) if bench.needs else None
+                outcomes[bench.name] = pool.submit(_smoke_one, bench, tmp, needed)
+            failed = [name for name, outcome in outcomes.items() if not outcome.result()]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    ran = sum(1 for b in benchmarks if b.smoke)
-    print(f"bench smoke: {ran - len(failed)} passed, {len(failed)} failed in {time.monotonic() - began:.0f} s")
+    print(f"bench smoke: {len(smoked) - len(failed)} passed, {len(failed)} failed in {time.monotonic() - began:.0f} s")
     if failed:
         print(f"failed: {', '.join(failed)}")
     return len(failed)
+
+
+_print_lock = threading.Lock()
+
+
+def _report(*blocks: str) -> None:
+    with _print_lock:
+        print(*blocks, sep="\n", flush=True)
+
+
+def _smoke_one(bench: Benchmark, tmp: Path, needed: Future[bool] | None) -> bool:
+    """One smoke run; prints its outcome in one block (runs interleave); True when it passed."""
+    if needed is not None and not needed.result():
+        _report(f"== {bench.name}: FAILED: {bench.needs}, which it needs, failed")
+        return False
+    args = [a.replace("{tmp}", str(tmp)) for a in bench.smoke]
+    command = f"== {bench.name}: python -m {bench.module} {' '.join(args)}"
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", bench.module, *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=SMOKE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        _report(command, f"   FAILED: still running after {SMOKE_TIMEOUT_S} s")
+        return False
+    seconds = time.monotonic() - started
+    try:
+        if done.returncode != 0:
+            raise ValueError(f"exit code {done.returncode}")
+        summary = figures(done.stdout)
+    except ValueError as exc:
+        _report(
+            command,
+            f"   FAILED after {seconds:.1f} s: {exc}",
+            _tail(done.stdout, "stdout"),
+            _tail(done.stderr, "stderr"),
+        )
+        return False
+    _report(command, f"   ok in {seconds:.1f} s: {json.dumps(summary)[:300]}")
+    return True
 
 
 def _tail(text: str, name: str, lines: int = 30) -> str:

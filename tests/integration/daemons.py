@@ -107,7 +107,7 @@ def run_until_consumed(daemon: DaemonProcess, expected: int, timeout_s: float = 
     """Run the daemon with --exit-when-idle until the shard accounts ``expected`` messages."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        daemon.start("--exit-when-idle", "3")
+        daemon.start("--exit-when-idle", "2")
         try:
             code = daemon.wait(max(deadline - time.monotonic(), 1))
         except subprocess.TimeoutExpired:

@@ -67,8 +67,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wheels = list(dist.glob("orbitwatch-*.whl"))
     assert len(wheels) == 1, wheels
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([venv / "bin" / "pip", "install", "--quiet", str(wheels[0])], check=True, cwd=work)
+    # No pip of its own (ensurepip costs 8 s): this test environment's pip installs into it (``--python``),
+    # without compiling the dependencies' bytecode up front (13 s instead of 28 s; the runs compile what
+    # they import).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    install = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet"]
+    subprocess.run([*install, "--no-compile", str(wheels[0])], check=True, cwd=work)
     return venv
 
 
