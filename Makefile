@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test pytest lint typecheck unit bench bench-smoke clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/system-packages.sh
+	bash deploy/system-packages.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -16,6 +16,11 @@ delivered, e.g. a ``resolved`` whose ``firing`` could not be). Within one pass a
 not tried again (its other queues wait for the next pass, without an attempt being counted), so a hook
 that times out costs a pass one timeout, not one per queue.
 
+Re-sending: hooks with a ``resend(alerts)`` method (``alertmanager``) get the alerts still firing that
+route to them (``firing(hook_name)``) every ``resend_interval_s`` of theirs, on this thread, between passes,
+so a receiver that expires alerts (Alertmanager) keeps them until they resolve. A failed re-send is
+logged and tried again at the next interval; it is not an outbox row.
+
 Guarantees: at-least-once. A crash (or a failed database update) after the hook accepted a notification
 but before ``mark_delivered`` committed leaves the row pending, and it is delivered again after restart;
 receivers deduplicate by fingerprint and status (Alertmanager does). Nothing the worker does touches the
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +42,7 @@ import duckdb
 from alerting import outbox
 from alerting.errors import DeliveryError
 from alerting.hooks import Hook, backoff_s
+from alerting.payload import AlertItem
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +106,7 @@ class DeliveryWorker:
         batch: int = 100,
         policies: Mapping[str, RetryPolicy] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        firing: Callable[[str], list[AlertItem]] | None = None,
     ) -> None:
         if poll_s <= 0:
             raise ValueError(f"poll_s must be positive, got {poll_s}")
@@ -113,6 +121,8 @@ class DeliveryWorker:
         self.batch = batch
         self._cursor_factory = cursor_factory
         self._clock = clock
+        self._firing = firing
+        self._resent_at: dict[str, float] = {}  # hook name -> monotonic time of its last re-send
         self._cursor: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()  # one pass at a time: the cursor is not shared between threads
         self._stop = threading.Event()
@@ -120,6 +130,8 @@ class DeliveryWorker:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         """The latest error of a pass on the thread (a database error), None after a clean pass."""
+        self.backlog = 0
+        """Notifications pending (not yet delivered or given up) after the latest pass, e.g. for a metric."""
 
     # --- one pass ---------------------------------------------------------------------------------------
 
@@ -161,6 +173,7 @@ class DeliveryWorker:
                     retried += 1
                     stopped.add(queue)
                     tripped.add(row.hook)
+            self.backlog = outbox.summary(cursor).get(outbox.PENDING, 0)
             return DeliveryStats(len(rows), delivered, retried, failed, skipped)
 
     def _deliver(self, cursor: duckdb.DuckDBPyConnection, row: outbox.OutboxRow, now: datetime | None) -> str:
@@ -208,6 +221,31 @@ class DeliveryWorker:
             delay,
         )
         return outbox.PENDING
+
+    def resend_due(self, now_s: float | None = None) -> int:
+        """Re-send the still-firing alerts of each re-sending hook whose interval has passed; returns how
+        many alerts were sent (failures are logged)."""
+        if self._firing is None:
+            return 0
+        now_s = time.monotonic() if now_s is None else now_s
+        sent = 0
+        for name, hook in self.hooks.items():
+            resend = getattr(hook, "resend", None)
+            interval = getattr(hook, "resend_interval_s", None)
+            if resend is None or interval is None:
+                continue
+            if now_s - self._resent_at.get(name, float("-inf")) < interval:
+                continue
+            self._resent_at[name] = now_s
+            try:
+                sent += int(resend(self._firing(name)))
+            except DeliveryError as exc:
+                log.warning(
+                    "re-sending the firing alerts to hook '%s' failed: %s; next try in %g s", name, exc, interval
+                )
+            except Exception as exc:  # a hook bug must not stop the worker
+                log.exception("re-sending the firing alerts to hook '%s' failed: %s", name, exc)
+        return sent
 
     # --- the thread -------------------------------------------------------------------------------------
 
@@ -260,6 +298,7 @@ class DeliveryWorker:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("alert delivery pass failed: %s", self.last_error)
                 stats = DeliveryStats()
+            self.resend_due()
             if stats.due >= self.batch and stats.attempted:
                 continue  # a backlog: go on without waiting
             self._wake.wait(self.poll_s)

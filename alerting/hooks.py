@@ -1,11 +1,13 @@
 """Where notifications go: a ``Hook`` delivers one encoded body (``alerting.payload``) or raises DeliveryError.
 
-Four kinds, built from settings by ``build_hook(kind, settings)``:
+Five kinds, built from settings by ``build_hook(kind, settings)``:
 
 - ``webhook``: one HTTP POST of the JSON (Alertmanager webhook format), optionally signed with HMAC-SHA256;
 - ``command``: runs a command with the JSON on its stdin;
 - ``python``: calls ``package.module:function`` with the decoded JSON;
-- ``kafka``: produces the JSON to a topic, keyed by the group key (``ingest.sink.KafkaSink``).
+- ``kafka``: produces the JSON to a topic, keyed by the group key (``ingest.sink.KafkaSink``);
+- ``alertmanager``: pushes the alerts to Alertmanager's ``/api/v2/alerts`` as Prometheus does
+  (``alerting.alertmanager``).
 
 A hook makes exactly one attempt per ``deliver`` call: retries belong to the outbox worker, which keeps
 notifications across restarts and waits ``backoff_s(attempt)`` between attempts. Every failure (refused,
@@ -429,6 +431,28 @@ class KafkaHookSettings(HookSettings):
         return {**config, **self.producer}
 
 
+class AlertmanagerHookSettings(HookSettings):
+    """Settings of an ``alertmanager`` hook (see ``alerting.alertmanager``)."""
+
+    urls: list[str] = Field(min_length=1, description="Alertmanager base URLs, e.g. http://127.0.0.1:9093")
+    timeout_s: float = Field(5.0, gt=0)
+    resend_interval_s: float = Field(
+        60.0, gt=0, description="firing alerts are re-sent this often; Alertmanager expires them after 4x"
+    )
+    generator_url: str = Field(
+        "", description="link sent as generatorURL; {fingerprint}, {rule} and {rack_id} are filled in"
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> AlertmanagerHookSettings:
+        try:
+            self.generator_url.format(fingerprint="", rule="", rack_id="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"generator_url: only {{fingerprint}}, {{rule}}, {{rack_id}} may be used ({exc})") from exc
+        return self
+
+
 def _webhook(settings: WebhookHookSettings, name: str, kafka: KafkaSettings | None) -> Hook:
     return WebhookHook(settings.url, settings.timeout_s, settings.secret(), settings.headers, name=name)
 
@@ -456,11 +480,25 @@ def _kafka(settings: KafkaHookSettings, name: str, kafka: KafkaSettings | None) 
     return KafkaHook(sink, settings.timeout_s, name=name)
 
 
+def _alertmanager(settings: AlertmanagerHookSettings, name: str, kafka: KafkaSettings | None) -> Hook:
+    from alerting.alertmanager import AlertmanagerHook
+
+    return AlertmanagerHook(
+        settings.urls,
+        timeout_s=settings.timeout_s,
+        resend_interval_s=settings.resend_interval_s,
+        generator_url=settings.generator_url,
+        headers=settings.headers,
+        name=name,
+    )
+
+
 _KINDS: dict[str, tuple[type[HookSettings], Callable[[Any, str, KafkaSettings | None], Hook]]] = {
     "webhook": (WebhookHookSettings, _webhook),
     "command": (CommandHookSettings, _command),
     "python": (PythonHookSettings, _python),
     "kafka": (KafkaHookSettings, _kafka),
+    "alertmanager": (AlertmanagerHookSettings, _alertmanager),
 }
 HOOK_KINDS = tuple(_KINDS)
 
@@ -488,7 +526,7 @@ def hook_settings(kind: str, settings: Mapping[str, Any], name: str | None = Non
 def build_hook(
     kind: str, settings: Mapping[str, Any], name: str | None = None, *, kafka: KafkaSettings | None = None
 ) -> Hook:
-    """The hook of ``kind`` (``webhook``, ``command``, ``python``, ``kafka``) from its settings.
+    """The hook of ``kind`` (``webhook``, ``command``, ``python``, ``kafka``, ``alertmanager``) from its settings.
 
     ``name`` (default: the kind) is the hook's declared name, carried by its DeliveryErrors; ``kafka``, the
     ingest ``[kafka]`` settings, lets a Kafka hook without ``bootstrap_servers`` use that cluster. Unknown

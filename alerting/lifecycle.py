@@ -512,6 +512,12 @@ def _item(row: _Row) -> AlertItem:
     )
 
 
+def firing_items(state: pl.DataFrame) -> list[AlertItem]:
+    """The alerts of ``state`` that fire and whose firing was notified, as alert items (for re-sending)."""
+    rows = _conform(state, STATE_SCHEMA, "state").filter((pl.col("status") == FIRING) & pl.col("notified"))
+    return [_item(row | {"ends_at": None}) for row in rows.iter_rows(named=True)]
+
+
 def group_notifications(transitions: pl.DataFrame, receiver_for: Callable[[dict[str, str]], str]) -> list[Notification]:
     """One ``Notification`` per receiver, group and status (``updated`` alerts are ``firing``).
 

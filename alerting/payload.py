@@ -114,7 +114,7 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _annotations(item: AlertItem) -> dict[str, str]:
+def annotations_of(item: AlertItem) -> dict[str, str]:
     """The item's annotations plus its two times and playback flag (which win over same-named ones)."""
     return {
         **item.annotations,
@@ -139,7 +139,7 @@ def alertmanager_body(n: Notification, external_url: str, max_alerts: int = 0) -
     if max_alerts < 0:
         raise ValueError(f"max_alerts must be >= 0, got {max_alerts}")
     sent = n.alerts[:max_alerts] if max_alerts else n.alerts
-    annotations = [_annotations(item) for item in sent]
+    annotations = [annotations_of(item) for item in sent]
     alerts: list[dict[str, object]] = []
     for item, annotated in zip(sent, annotations, strict=True):
         ends_at = ZERO_TIME if item.status == FIRING or item.ends_at is None else rfc3339(item.ends_at)

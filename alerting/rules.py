@@ -55,7 +55,7 @@ time ``window_start``; ``rack``: judged rack windows (``judge_racks``, view ``ra
 ``{{``/``}}`` for literal braces. An unknown placeholder, a format on anything but ``value``, or
 ``{value}`` in a state rule (which has no value) is an error naming the annotation.
 
-**Hooks** are declared by ``name`` and ``kind`` (``webhook|kafka|command|python``) with free ``settings``
+**Hooks** are declared by ``name`` and ``kind`` (``webhook|kafka|command|python|alertmanager``) with free ``settings``
 for now (``url``, ``timeout_s``, ``max_attempts``, ``backoff_s``, ``hmac_secret_env``, ``topic``,
 ``argv``, ``callable``). **Routes** ``{match: {label: value}, hook}`` must name a declared hook and match
 labels some rule produces; an instance goes to the hook of *every* route whose ``match`` it satisfies, in
@@ -92,7 +92,7 @@ Severity = Literal["info", "warning", "critical"]
 Scope = Literal["gpu", "rack", "rack_now"]
 Op = Literal[">", ">=", "<", "<="]
 HealthState = Literal["ok", "degraded", "critical", "unknown"]
-HookKind = Literal["webhook", "kafka", "command", "python"]
+HookKind = Literal["webhook", "kafka", "command", "python", "alertmanager"]
 BuiltinLabel = Literal["rule", "satellite", "rack_id", "node", "gpu", "severity"]
 ConditionKind = Literal["threshold", "state", "rate", "absent"]
 

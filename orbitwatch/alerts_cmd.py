@@ -12,7 +12,7 @@ import getpass
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -78,6 +78,7 @@ class LiveAlerts:
     source: Literal["database", "snapshot"]
     path: Path
     snapshot_at: datetime | None = None
+    silences: Silences | None = None
 
     def describe(self) -> str:
         if self.snapshot_at is None:
@@ -87,6 +88,58 @@ class LiveAlerts:
             f"source: snapshot {self.path} written {_when(self.snapshot_at)} ({_age(age)} ago) by the daemon "
             "holding the database (rewritten whenever the alert state changes)"
         )
+
+
+@dataclass(frozen=True)
+class Silences:
+    """What the rules file's Alertmanagers silence: silence ids by sent label set, and who did not answer."""
+
+    by_labels: dict[tuple[tuple[str, str], ...], tuple[str, ...]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)
+
+    def of(self, labels: dict[str, str], rule: str) -> tuple[str, ...]:
+        """The silences Alertmanager applies to the alert with ``labels`` (empty: none)."""
+        from alerting.alertmanager import label_key
+
+        return self.by_labels.get(label_key(labels, rule), ())
+
+    def describe(self) -> str:
+        line = f"silences read from Alertmanager hook(s) {', '.join(self.asked)}"
+        return line + (f"; not answered: {'; '.join(self.problems)}" if self.problems else "")
+
+
+def alertmanager_silences(rules_file: Path | None) -> Silences | None:
+    """The silences of the ``alertmanager`` hooks of ``rules_file`` (None without such hooks); an
+    Alertmanager that does not answer is reported, not fatal."""
+    if rules_file is None:
+        return None
+    from alerting.alertmanager import AlertmanagerHook, silence_index
+    from alerting.errors import AlertingError, DeliveryError
+    from alerting.hooks import build_hook
+    from alerting.rules import load_rules
+
+    try:
+        declared = [h for h in load_rules(rules_file).hooks if h.kind == "alertmanager"]
+    except AlertingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not declared:
+        return None
+    silences = Silences()
+    for spec in declared:
+        silences.asked.append(spec.name)
+        try:
+            hook = build_hook(spec.kind, spec.settings, spec.name)
+        except AlertingError as exc:
+            raise click.ClickException(str(exc)) from exc
+        assert isinstance(hook, AlertmanagerHook)
+        try:
+            silences.by_labels.update(silence_index(hook.silenced()))
+        except DeliveryError as exc:
+            silences.problems.append(str(exc))
+        finally:
+            hook.close()
+    return silences
 
 
 def _read_db_state(path: Path) -> pl.DataFrame:
@@ -170,6 +223,7 @@ _JSON_FIELDS = (
     "playback",
     "acked_until",
     "shelved_until",
+    "silenced_by",
     "labels",
 )
 
@@ -177,16 +231,20 @@ _JSON_FIELDS = (
 def render_alerts(live: LiveAlerts, fmt: Format) -> str:
     """The live alerts as a table (with the source line) or as JSON (``source``, ``alerts``)."""
     records = alert_records(live.state)
+    for r in records:
+        r["silenced_by"] = list(live.silences.of(r["labels"], r["rule"])) if live.silences is not None else []
     if fmt == "json":
         body = {
             "source": live.source,
             "path": str(live.path),
             "snapshot_written_at": _iso(live.snapshot_at),
+            "silences": live.silences.describe() if live.silences is not None else None,
             "alerts": [{name: _iso(r[name]) for name in _JSON_FIELDS} for r in records],
         }
         return json.dumps(body, indent=1) + "\n"
     columns = ["severity", "status", "rule", "fingerprint", "rack", "node", "gpu", "started_at", "event_at"]
-    table = Table(*columns, "learned_at", "playback", "acked_until", "shelved_until")
+    extra = ["silenced_by"] if live.silences is not None else []
+    table = Table(*columns, "learned_at", "playback", "acked_until", "shelved_until", *extra)
     for r in records:
         playback = "-" if r["playback"] is None else ("yes" if r["playback"] else "no")
         table.add_row(
@@ -203,9 +261,13 @@ def render_alerts(live: LiveAlerts, fmt: Format) -> str:
             playback,
             _when(r["acked_until"]),
             _when(r["shelved_until"]),
+            *([", ".join(s[:SHORT] for s in r["silenced_by"]) or "-"] if extra else []),
         )
     firing = sum(r["status"] == "firing" for r in records)
     footer = [f"({len(records)} live alerts: {firing} firing, {len(records) - firing} pending)", live.describe()]
+    if live.silences is not None:
+        silenced = sum(bool(r["silenced_by"]) for r in records)
+        footer.append(f"{silenced} silenced in Alertmanager; {live.silences.describe()}")
     return _render(table, footer)
 
 
@@ -221,12 +283,17 @@ def alerts(ctx: click.Context, config_path: Path | None, db: Path | None, fmt: F
     """List live alerts (pending and firing), worst severity first; ack or shelve them.
 
     Reads the database when no daemon holds it, else the daemon's snapshot (<db>.alerts.json, its age
-    shown). ack/shelve/unack/unshelve apply directly without a daemon, else they are spooled to
-    <db>.alerts.d/ and the running daemon applies them at its next batch or idle poll.
+    shown). With alertmanager hooks in alerting.rules_file, each alert also shows the Alertmanager
+    silences that apply to it (read from their API; one that does not answer is named, not fatal).
+    ack/shelve/unack/unshelve apply directly without a daemon, else they are spooled to <db>.alerts.d/
+    and the running daemon applies them at its next batch or idle poll.
     """
     ctx.obj = {"config_path": config_path, "db": db}
     if ctx.invoked_subcommand is None:
-        click.echo(render_alerts(live_alerts(_db_path(config_path, db)), fmt), nl=False)
+        settings = settings_or_exit(config_path)
+        live = live_alerts(db if db is not None else settings.storage.path)
+        live = replace(live, silences=alertmanager_silences(settings.alerting.rules_file))
+        click.echo(render_alerts(live, fmt), nl=False)
 
 
 def _duration(text: str, option: str = "--for") -> timedelta:

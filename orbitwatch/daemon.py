@@ -17,6 +17,7 @@ import polars as pl
 from alerting.delivery import DeliveryWorker
 from alerting.errors import AlertingError, RulesError
 from alerting.hooks import build_hook
+from alerting.payload import AlertItem
 from alerting.rules import RuleSet, load_rules
 from ingest.codec import FrameDecoder
 from ingest.errors import ConfigError
@@ -75,7 +76,11 @@ class Daemon:
             else None
         )
         self.writer = HistoryWriter(self._con, derived_tables(self._con, settings), alerts)
-        self.delivery = delivery_worker(self._con, rules, settings) if rules is not None else None
+        self.delivery = (
+            delivery_worker(self._con, rules, settings, alerts.firing_for)
+            if rules is not None and alerts is not None
+            else None
+        )
         self.metrics = DaemonMetrics()
         self.backlogged = False  # the last batch was full: more is waiting (queries are paced meanwhile)
         self.queries = (
@@ -340,8 +345,14 @@ def load_alert_rules(settings: Settings) -> RuleSet | None:
     return rules
 
 
-def delivery_worker(con: duckdb.DuckDBPyConnection, rules: RuleSet, settings: Settings) -> DeliveryWorker:
-    """The outbox's delivery worker with the rules file's hooks (built, hence checked, at start-up)."""
+def delivery_worker(
+    con: duckdb.DuckDBPyConnection,
+    rules: RuleSet,
+    settings: Settings,
+    firing: Callable[[str], list[AlertItem]] | None = None,
+) -> DeliveryWorker:
+    """The outbox's delivery worker with the rules file's hooks (built, hence checked, at start-up);
+    ``firing(hook)``: the alerts still firing that route to a hook, re-sent to those that expire alerts."""
     a = settings.alerting
     try:
         hooks = {h.name: build_hook(h.kind, h.settings, h.name, kafka=settings.kafka) for h in rules.hooks}
@@ -354,6 +365,7 @@ def delivery_worker(con: duckdb.DuckDBPyConnection, rules: RuleSet, settings: Se
         max_attempts=a.max_attempts,
         base_backoff_s=a.base_backoff_s,
         cap_backoff_s=a.max_backoff_s,
+        firing=firing,
     )
 
 

@@ -49,6 +49,7 @@ from alerting.lifecycle import (
     STATE_SELECT,
     acknowledge,
     advance,
+    firing_items,
     group_notifications,
     observe,
     shelve,
@@ -56,7 +57,8 @@ from alerting.lifecycle import (
     suppressed,
 )
 from alerting.outbox import enqueue
-from alerting.rules import RuleSet, Scope
+from alerting.payload import AlertItem
+from alerting.rules import ROUTING_LABEL, RuleSet, Scope
 from storage.database import insert_rows
 from storage.errors import StorageError
 
@@ -115,6 +117,14 @@ class AlertTables:
     def rolled_back(self) -> None:
         """The writer rolled back: forget the state changed in its transaction."""
         self._pending = None
+
+    def firing_for(self, hook: str) -> list[AlertItem]:
+        """The committed alerts that fire, were notified and route to ``hook`` (for re-sending them).
+
+        Safe from another thread: it reads the committed state, which a commit replaces whole.
+        """
+        items = firing_items(self._state)
+        return [i for i in items if self.receiver_for({**i.labels, ROUTING_LABEL: str(i.playback).lower()}) == hook]
 
     def receiver_for(self, labels: dict[str, str]) -> str:
         """The hook of the first route ``labels`` match, else the only hook (or ``"none"``)."""
