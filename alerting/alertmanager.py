@@ -120,8 +120,8 @@ class AlertmanagerHook:
 
     def postable(self, item: AlertItem, now: datetime) -> dict[str, Any]:
         """``item`` as one element of ``POST /api/v2/alerts``."""
-        if item.status == FIRING or item.ends_at is None:
-            ends_at = self.valid_until(now)
+        if item.status == FIRING or item.ends_at is None:  # (after the start even if the rack's clock leads ours)
+            ends_at = max(self.valid_until(now), item.starts_at + timedelta(seconds=4 * self.resend_interval_s))
         else:  # resolved: a time in the past tells Alertmanager so; never before the start (it refuses that)
             ends_at = max(item.starts_at, min(item.ends_at, now))
         alert: dict[str, Any] = {

@@ -321,7 +321,8 @@ def test_a_hook_of_an_unknown_kind_is_named() -> None:
           - {name: pager, kind: sms}
         """
     )
-    assert found == ("hook 'pager' (#1): kind: Input should be 'webhook', 'kafka', 'command' or 'python' (got 'sms')",)
+    kinds = "'webhook', 'kafka', 'command', 'python' or 'alertmanager'"
+    assert found == (f"hook 'pager' (#1): kind: Input should be {kinds} (got 'sms')",)
 
 
 def test_every_problem_of_the_file_is_listed_items_first_then_cross_references() -> None:
