@@ -82,6 +82,9 @@ class Daemon:
             else None
         )
         self.metrics = DaemonMetrics()
+        self.metrics.freshness.observe(self.writer.newest_by_satellite())  # satellites silent since a restart
+        if (delivery := self.delivery) is not None:
+            self.metrics.watch_backlog(lambda: delivery.backlog)
         self.backlogged = False  # the last batch was full: more is waiting (queries are paced meanwhile)
         self.queries = (
             query_service(self._con, settings, self.metrics, lambda: self.backlogged)
@@ -245,8 +248,7 @@ class Daemon:
         if now - self._last_lag < every_s:
             return
         self._last_lag = now
-        for partition, lag in self.source.lag().items():
-            self.metrics.lag.labels(partition=str(partition)).set(lag)
+        self.metrics.observe_lag(self.settings.kafka.topic, self.source.lag())
 
     def _install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: FrameType | None) -> None:
@@ -257,14 +259,10 @@ class Daemon:
         signal.signal(signal.SIGINT, handle)
 
     def _observe(self, finished: FinishedWrite) -> None:
-        m, stored = self.metrics, finished.stored
-        m.messages.inc(finished.messages)
-        m.frames.inc(stored.frames_stored)
-        m.samples.inc(stored.samples_stored)
-        m.duplicates.inc(stored.duplicates_dropped)
-        m.dead_letters.inc(stored.dead_letters)
-        m.batch_seconds.observe(seconds_since(finished.polled_at))
-        m.last_batch.set_to_current_time()
+        batch = finished.batch
+        newest = batch.rack_rows.group_by("satellite_id").agg(pl.col("sampled_at").max())
+        seconds = seconds_since(finished.polled_at)
+        self.metrics.observe_batch(batch.topic, finished.stored, dict(newest.iter_rows()), seconds)
 
 
 def background_services(daemon: Daemon, settings: Settings) -> Services:

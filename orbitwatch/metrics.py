@@ -3,10 +3,56 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from storage.writer import StoredBatch
+
+OUTCOMES = ("stored", "duplicate", "dead_letter")
+"""What becomes of a consumed message: exactly one of these, so they add up to the messages consumed."""
+
+
+class SatelliteFreshness(Collector):
+    """``orbitwatch_satellite_newest_frame_age_seconds{satellite}``: now minus the newest frame's ``sampled_at``.
+
+    Event time, not arrival time: a pass that plays back hours of stored frames makes a satellite fresh
+    only as far as the newest frame it sampled. The age is computed at scrape time, so it grows while a
+    satellite is silent; satellites stay listed once seen (seeded from the database at start-up).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._newest: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def observe(self, newest: Mapping[str, datetime]) -> None:
+        """Fold in the newest ``sampled_at`` per satellite of a stored batch (or of the database)."""
+        with self._lock:
+            for satellite, sampled_at in newest.items():
+                seconds = sampled_at.timestamp()
+                if seconds > self._newest.get(satellite, float("-inf")):
+                    self._newest[satellite] = seconds
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One sample per satellite seen (the registry calls this at each scrape)."""
+        family = GaugeMetricFamily(
+            "orbitwatch_satellite_newest_frame_age_seconds",
+            "Seconds since the newest stored frame of the satellite was sampled (event time)",
+            labels=["satellite"],
+        )
+        now = self._clock()
+        with self._lock:
+            newest = sorted(self._newest.items())
+        for satellite, seconds in newest:
+            family.add_metric([satellite], now - seconds)
+        yield family
 
 
 @dataclass
@@ -14,22 +60,27 @@ class DaemonMetrics:
     """The daemon's counters and gauges; ``serve`` exposes them over HTTP."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    clock: Callable[[], float] = time.time  # wall-clock seconds: what the satellites' frame ages count from
 
     def __post_init__(self) -> None:
         self._server: tuple[WSGIServer, threading.Thread] | None = None
         r = self.registry
-        self.messages = Counter("orbitwatch_messages_total", "Kafka messages consumed", registry=r)
-        self.frames = Counter("orbitwatch_frames_stored_total", "Distinct frames stored", registry=r)
+        self.messages = Counter(
+            "orbitwatch_messages",
+            "Kafka messages consumed, by what became of them: stored, duplicate (dropped) or dead_letter",
+            ["topic", "partition", "outcome"],
+            registry=r,
+        )
         self.samples = Counter("orbitwatch_gpu_samples_stored_total", "GPU samples stored", registry=r)
-        self.duplicates = Counter("orbitwatch_duplicates_dropped_total", "Duplicate frames dropped", registry=r)
-        self.dead_letters = Counter("orbitwatch_dead_letters_total", "Messages dead-lettered", registry=r)
         self.batch_seconds = Histogram(
             "orbitwatch_batch_seconds",
             "Time from poll to Kafka commit for one batch",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
-        self.lag = Gauge("orbitwatch_consumer_lag", "Messages behind the end offset", ["partition"], registry=r)
+        self.lag = Gauge(
+            "orbitwatch_consumer_lag", "Messages behind the end offset", ["topic", "partition"], registry=r
+        )
         self.queries = Counter(
             "orbitwatch_queries_total", "Queries served, by outcome (ok or the refusal)", ["outcome"], registry=r
         )
@@ -40,6 +91,32 @@ class DaemonMetrics:
             registry=r,
         )
         self.last_batch = Gauge("orbitwatch_last_batch_timestamp_seconds", "When the last batch committed", registry=r)
+        self.notifications_pending = Gauge(
+            "orbitwatch_notifications_pending",
+            "Alert notifications in the outbox not yet delivered (0 without alert rules)",
+            registry=r,
+        )
+        self.freshness = SatelliteFreshness(self.clock)
+        r.register(self.freshness)
+
+    def observe_batch(self, topic: str, stored: StoredBatch, newest: Mapping[str, datetime], seconds: float) -> None:
+        """Count one committed batch: its messages by partition and outcome, samples, duration, freshness."""
+        for partition, done in stored.by_partition.items():
+            for outcome, n in zip(OUTCOMES, (done.stored, done.duplicates, done.dead_letters), strict=True):
+                self.messages.labels(topic=topic, partition=str(partition), outcome=outcome).inc(n)
+        self.samples.inc(stored.samples_stored)
+        self.batch_seconds.observe(seconds)
+        self.last_batch.set_to_current_time()
+        self.freshness.observe(newest)
+
+    def observe_lag(self, topic: str, lag: Mapping[int, int]) -> None:
+        """Set the consumer lag of each assigned partition."""
+        for partition, behind in lag.items():
+            self.lag.labels(topic=topic, partition=str(partition)).set(behind)
+
+    def watch_backlog(self, pending: Callable[[], float]) -> None:
+        """Read ``orbitwatch_notifications_pending`` from ``pending`` at each scrape."""
+        self.notifications_pending.set_function(pending)
 
     def observe_query(self, outcome: str, seconds: float) -> None:
         """Count one served query and its duration."""

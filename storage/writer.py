@@ -51,14 +51,24 @@ class BatchToStore:
 
 
 @dataclass(frozen=True, slots=True)
+class PartitionOutcomes:
+    """What became of one batch's messages on one partition: each is stored, a duplicate or a dead letter."""
+
+    stored: int
+    duplicates: int
+    dead_letters: int
+
+
+@dataclass(frozen=True, slots=True)
 class StoredBatch:
-    """What a committed batch stored."""
+    """What a committed batch stored, in total and per partition."""
 
     frames_stored: int
     samples_stored: int
     duplicates_dropped: int
     dead_letters: int
     derived: DerivedUpdate | None = None
+    by_partition: dict[int, PartitionOutcomes] = field(default_factory=dict)
 
 
 class HistoryWriter:
@@ -108,10 +118,8 @@ class HistoryWriter:
             new_keys = self._insert_frames(batch.rack_rows, now)
             samples = self._insert_samples(batch.gpu_rows, batch.rack_rows.height, new_keys)
             dead = self._insert_dead_letters(batch.dead_letters, now)
-            stored = _count_by_partition(new_keys)
-            offered = _count_by_partition(batch.rack_rows)
-            dead_by_partition = _count_by_partition(dead)
-            self._advance_offsets(batch, stored, offered, dead_by_partition, now)
+            outcomes = _outcomes(batch, new_keys, dead)
+            self._advance_offsets(batch, outcomes, now)
             derived = self._derive(before, pending, batch, new_keys, now) if before is not None else None
             con.execute("COMMIT")
         except Exception as exc:
@@ -121,9 +129,13 @@ class HistoryWriter:
                 raise StorageError(f"batch write failed and was rolled back: {exc}") from exc
             raise
         self._committed()
-        duplicates = sum(p.duplicates_in_batch for p in batch.progress.values())
-        duplicates += batch.rack_rows.height - new_keys.height
-        return StoredBatch(new_keys.height, samples, duplicates, dead.height, derived)
+        duplicates = sum(done.duplicates for done in outcomes.values())
+        return StoredBatch(new_keys.height, samples, duplicates, dead.height, derived, outcomes)
+
+    def newest_by_satellite(self) -> dict[str, datetime]:
+        """The newest stored frame's ``sampled_at`` per satellite (frames still in ``rack_frames``)."""
+        rows = self._con.execute("SELECT satellite_id, max(sampled_at) FROM rack_frames GROUP BY ALL").fetchall()
+        return {str(satellite): sampled_at for satellite, sampled_at in rows}
 
     def _committed(self) -> None:
         if self.derived is not None:
@@ -249,17 +261,9 @@ class HistoryWriter:
         inserted = insert_rows(self._con, "dead_letters", self._dead_columns, rows, returning="kafka_partition")
         return pl.DataFrame(inserted, schema={"kafka_partition": pl.Int32}, orient="row")
 
-    def _advance_offsets(
-        self,
-        batch: BatchToStore,
-        stored: dict[int, int],
-        offered: dict[int, int],
-        dead: dict[int, int],
-        now: datetime,
-    ) -> None:
+    def _advance_offsets(self, batch: BatchToStore, outcomes: dict[int, PartitionOutcomes], now: datetime) -> None:
         for partition, progress in batch.progress.items():
-            new = stored.get(partition, 0)
-            duplicates = progress.duplicates_in_batch + offered.get(partition, 0) - new
+            done = outcomes[partition]
             self._con.execute(
                 """INSERT INTO kafka_offsets VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (topic, kafka_partition) DO UPDATE SET
@@ -274,9 +278,9 @@ class HistoryWriter:
                     partition,
                     progress.next_offset,
                     progress.messages,
-                    new,
-                    duplicates,
-                    dead.get(partition, 0),
+                    done.stored,
+                    done.duplicates,
+                    done.dead_letters,
                     now,
                 ],
             )
@@ -288,6 +292,19 @@ def _begin(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("BEGIN TRANSACTION")
     except duckdb.Error as exc:
         raise StorageError(f"cannot start a transaction: {exc}") from exc
+
+
+def _outcomes(batch: BatchToStore, new_keys: pl.DataFrame, dead: pl.DataFrame) -> dict[int, PartitionOutcomes]:
+    """Per partition of ``batch``: frames stored, duplicates dropped (in the batch or already stored), dead letters."""
+    stored, offered, dead_letters = (_count_by_partition(f) for f in (new_keys, batch.rack_rows, dead))
+    return {
+        partition: PartitionOutcomes(
+            stored.get(partition, 0),
+            progress.duplicates_in_batch + offered.get(partition, 0) - stored.get(partition, 0),
+            dead_letters.get(partition, 0),
+        )
+        for partition, progress in batch.progress.items()
+    }
 
 
 def _count_by_partition(frame: pl.DataFrame) -> dict[int, int]:

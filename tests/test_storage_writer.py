@@ -18,7 +18,7 @@ from processing.rows import prepare_batch
 from storage.database import open_database
 from storage.errors import DatabaseLockedError, SchemaVersionError, StorageError
 from storage.schema import LATEST_VERSION, MIGRATIONS, current_version, migrate
-from storage.writer import BatchToStore, HistoryWriter, StoredBatch
+from storage.writer import BatchToStore, HistoryWriter, PartitionOutcomes, StoredBatch
 from tests.helpers.frames import (
     DEFAULT_SAMPLED_AT,
     GPUS_PER_FRAME,
@@ -157,7 +157,11 @@ def test_write_stores_rows_dead_letters_and_offsets(con: duckdb.DuckDBPyConnecti
     writer = HistoryWriter(con)
     stored = writer.write(to_store(decoder, raw))
     assert stored == StoredBatch(
-        frames_stored=6, samples_stored=6 * GPUS_PER_FRAME, duplicates_dropped=1, dead_letters=2
+        frames_stored=6,
+        samples_stored=6 * GPUS_PER_FRAME,
+        duplicates_dropped=1,
+        dead_letters=2,
+        by_partition={0: PartitionOutcomes(3, 0, 1), 1: PartitionOutcomes(3, 1, 1)},
     )
     assert count(con, "SELECT count(*) FROM rack_frames") == 6
     assert count(con, "SELECT count(*) FROM gpu_samples") == 6 * GPUS_PER_FRAME
@@ -192,7 +196,13 @@ def test_rewriting_the_same_frames_stores_nothing_new(con: duckdb.DuckDBPyConnec
     # A second ground station delivers the same pass again, later, on partition 1 and later offsets of 0.
     replay = batch_of(list(first), [0] * 5 + [1] * 5, offsets=[10, 11, 12, 13, 14, 0, 1, 2, 3, 4])
     stored = writer.write(to_store(decoder, replay))
-    assert stored == StoredBatch(frames_stored=0, samples_stored=0, duplicates_dropped=10, dead_letters=0)
+    assert stored == StoredBatch(
+        frames_stored=0,
+        samples_stored=0,
+        duplicates_dropped=10,
+        dead_letters=0,
+        by_partition={0: PartitionOutcomes(0, 5, 0), 1: PartitionOutcomes(0, 5, 0)},
+    )
     assert count(con, "SELECT count(*) FROM rack_frames") == 10
     assert count(con, "SELECT count(*) FROM gpu_samples") == 10 * GPUS_PER_FRAME
     assert offsets_table(con) == {0: (15, 15, 10, 5, 0), 1: (5, 5, 0, 5, 0)}
@@ -211,7 +221,11 @@ def test_partially_new_batch_stores_only_new_frames_and_their_samples(
         to_store(decoder, batch_of([encode_message(f, 2) for f in mixed], [0] * 6, offsets=list(range(4, 10))))
     )
     assert stored == StoredBatch(
-        frames_stored=4, samples_stored=4 * GPUS_PER_FRAME, duplicates_dropped=2, dead_letters=0
+        frames_stored=4,
+        samples_stored=4 * GPUS_PER_FRAME,
+        duplicates_dropped=2,
+        dead_letters=0,
+        by_partition={0: PartitionOutcomes(4, 2, 0)},
     )
     assert count(con, "SELECT count(*) FROM rack_frames") == 8
     assert count(con, "SELECT count(*) FROM gpu_samples") == 8 * GPUS_PER_FRAME
@@ -265,7 +279,11 @@ def test_failing_write_rolls_back_everything(con: duckdb.DuckDBPyConnection, dec
     # The connection is usable afterwards and the same batch, intact, stores everything.
     stored = writer.write(good)
     assert stored == StoredBatch(
-        frames_stored=5, samples_stored=5 * GPUS_PER_FRAME, duplicates_dropped=0, dead_letters=1
+        frames_stored=5,
+        samples_stored=5 * GPUS_PER_FRAME,
+        duplicates_dropped=0,
+        dead_letters=1,
+        by_partition={0: PartitionOutcomes(5, 0, 1)},
     )
     assert offsets_table(con) == {0: (9, 9, 8, 0, 1)}
     assert_counters_add_up(con)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
 import time
 
+import duckdb
 import httpx
 import pytest
 
 from orbitwatch.broker import free_port
-from simulator.config import SimulationConfig
+from simulator.config import SimulationConfig, satellite_id
 from simulator.messages import SimMessage
 from simulator.produce import produce
+from tests.helpers.metrics import metric_total
 from tests.integration.daemons import DaemonFactory
 from tests.integration.fleet import send_fleet
 
@@ -39,12 +40,6 @@ def test_a_bad_deploy_stops_the_daemon_instead_of_dead_lettering_everything(
     assert daemon.messages_consumed() == 0, "the offending batch must not be stored"
 
 
-def _metric(text: str, name: str) -> float:
-    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-    assert match is not None, f"{name} not exposed"
-    return float(match.group(1))
-
-
 def test_metrics_endpoint_and_liveness_follow_the_daemon(
     bootstrap: str, topic: str, daemon_factory: DaemonFactory
 ) -> None:
@@ -52,6 +47,7 @@ def test_metrics_endpoint_and_liveness_follow_the_daemon(
     daemon = daemon_factory(daemon__metrics_port=str(port))
     daemon.start()
     truth = send_fleet(bootstrap, topic, SimulationConfig(satellites=2, racks_per_satellite=2, duration_s=300, seed=4))
+    sent = truth.messages_sent
     deadline = time.monotonic() + 60
     text = ""
     while time.monotonic() < deadline:
@@ -60,20 +56,36 @@ def test_metrics_endpoint_and_liveness_follow_the_daemon(
         except httpx.HTTPError:
             time.sleep(0.2)
             continue
-        if _metric(text, "orbitwatch_messages_total") >= truth.messages_sent:
+        if metric_total(text, "orbitwatch_messages_total", default=0) >= sent:
             break
         time.sleep(0.2)
-    assert _metric(text, "orbitwatch_messages_total") == truth.messages_sent
-    assert _metric(text, "orbitwatch_frames_stored_total") == truth.distinct_frames_sent
-    assert _metric(text, "orbitwatch_duplicates_dropped_total") == truth.duplicates_sent
-    assert _metric(text, "orbitwatch_gpu_samples_stored_total") == 64 * truth.distinct_frames_sent
-    assert _metric(text, "orbitwatch_batch_seconds_count") > 0
+    assert metric_total(text, "orbitwatch_messages_total", topic=topic) == sent
+    assert metric_total(text, "orbitwatch_messages_total", outcome="stored") == truth.distinct_frames_sent
+    assert metric_total(text, "orbitwatch_messages_total", outcome="duplicate") == truth.duplicates_sent
+    assert metric_total(text, "orbitwatch_messages_total", outcome="dead_letter") == 0
+    assert metric_total(text, "orbitwatch_gpu_samples_stored_total") == 64 * truth.distinct_frames_sent
+    assert metric_total(text, "orbitwatch_batch_seconds_count") > 0
+    satellites = {satellite_id(s) for s in range(2)}
+    for satellite in satellites:  # event time: the simulated fleet ran in November, so its frames are old
+        assert metric_total(text, "orbitwatch_satellite_newest_frame_age_seconds", satellite=satellite) > 86400
+    assert metric_total(text, "orbitwatch_notifications_pending") == 0  # no alert rules: nothing to deliver
 
     health = [sys.executable, "-m", "orbitwatch.cli", "health", "--max-age", "5"]
     alive = subprocess.run(health, env=daemon.env, capture_output=True, text=True, check=False)
     assert alive.returncode == 0, alive.stderr
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(30) == 0
+    with duckdb.connect(str(daemon.db), read_only=True) as con:  # per partition, what the shard accounted
+        accounted = con.execute(
+            "SELECT kafka_partition, frames_stored, duplicates_dropped, dead_letters FROM kafka_offsets"
+        ).fetchall()
+    assert accounted
+    for partition, *counts in accounted:
+        exposed = [
+            metric_total(text, "orbitwatch_messages_total", topic=topic, partition=str(partition), outcome=outcome)
+            for outcome in ("stored", "duplicate", "dead_letter")
+        ]
+        assert exposed == counts, partition
     time.sleep(1.5)
     stale = subprocess.run([*health[:-1], "1"], env=daemon.env, capture_output=True, text=True, check=False)
     assert stale.returncode == 1
