@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The Debian packages the test suite drives for real, installed by `make install` when missing:
-#   prometheus (2.42: prometheus, promtool), prometheus-alertmanager (0.25: alertmanager).
+#   prometheus (2.42: prometheus, promtool), prometheus-alertmanager (0.25: alertmanager), shellcheck.
 # The product itself needs none of them at run time. Needs root (or sudo) and the Debian mirror.
 set -euo pipefail
 missing=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

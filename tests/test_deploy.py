@@ -2,8 +2,10 @@
 
 What needs an optional tool skips with the reason when the tool is absent: PyYAML (add ``pyyaml`` and
 ``types-PyYAML`` to the dev extras), ``kubernetes-validate`` (JSON schemas of the Kubernetes API),
-``systemd-analyze``, ``kubectl`` (kustomize), ``promtool``, ``shellcheck``. The partition-assignment
-script, the Dockerfile, the systemd unit and the example settings are checked without any of them.
+``systemd-analyze``, ``kubectl`` (kustomize), ``shellcheck``. ``promtool`` is not optional: the Prometheus
+rules are checked and unit-tested with it, and deploy/system-packages.sh (run by ``make install``)
+installs it. The partition-assignment script, the Dockerfile, the systemd unit and the example settings
+are checked without any of them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ COMPOSE = DEPLOY / "compose" / "compose.yaml"
 STATEFULSET = DEPLOY / "kubernetes" / "statefulset.yaml"
 UNIT = DEPLOY / "systemd" / "orbitwatch.service"
 ALERTS = DEPLOY / "prometheus" / "orbitwatch-alerts.yaml"
+ALERTS_TEST = DEPLOY / "prometheus" / "orbitwatch-alerts.test.yaml"
 K8S_VERSION = "1.30.0"  # oldest Kubernetes these manifests target; kubernetes-validate ships its schemas
 SHARDS, PARTITIONS = 3, 12
 
@@ -499,6 +502,8 @@ def test_alert_rules_are_complete_and_use_real_metrics() -> None:
         "OrbitwatchDeadLetterRateHigh",
         "OrbitwatchBatchLatencyP99High",
         "OrbitwatchNoBatchCommitted",
+        "OrbitwatchNotificationBacklog",
+        "OrbitwatchSatelliteStale",
     } <= names
     known = metric_names()
     for rule in rules:
@@ -512,11 +517,26 @@ def test_alert_rules_are_complete_and_use_real_metrics() -> None:
             assert family in known, f"{rule['alert']} uses {used}, which the daemon does not expose"
 
 
-def test_alert_rules_pass_promtool() -> None:
-    if shutil.which("promtool") is None:
-        pytest.skip("promtool is not installed (it ships in the Debian package prometheus)")
-    done = subprocess.run(["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False)
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run Prometheus's own rule checker (Debian package prometheus, installed by deploy/system-packages.sh)."""
+    binary = shutil.which("promtool")
+    assert binary is not None, "promtool is not installed: run deploy/system-packages.sh as root (make install does)"
+    return subprocess.run([binary, *args], capture_output=True, text=True, check=False, cwd=ALERTS.parent)
+
+
+def test_alert_rules_pass_promtool_check() -> None:
+    done = promtool("check", "rules", ALERTS.name)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(load_docs(ALERTS)[0]['groups'][0]['rules'])} rules found" in done.stdout
+
+
+def test_alert_rules_pass_their_promtool_unit_tests() -> None:
+    """Each rule fires when it should and not before, with the labels and annotations it promises."""
+    done = promtool("test", "rules", ALERTS_TEST.name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tested = set(re.findall(r"alertname: (\w+)", ALERTS_TEST.read_text()))
+    rules = {rule["alert"] for group in load_docs(ALERTS)[0]["groups"] for rule in group["rules"]}
+    assert tested == rules, f"rules without a promtool unit test: {sorted(rules - tested)}"
 
 
 def test_operations_guide_names_every_metric_and_existing_files() -> None:
