@@ -13,7 +13,7 @@ Operators who already run Alertmanager get its routing, grouping, inhibition, si
   at most now. The attempt succeeds when at least one Alertmanager accepts it (an HA pair gossips the
   rest, as Prometheus assumes); otherwise it is a ``DeliveryError`` and the outbox retries it, so nothing
   is lost while Alertmanager is down.
-- **Re-sending** (``resend``, called every ``resend_interval_s`` by the daemon's ``AlertResender``): the
+- **Re-sending** (``resend``, called every ``resend_interval_s`` by ``DeliveryWorker.resend_due``): the
   alerts that are firing and notified (not held back by an ack or a shelve) and routed to this hook, from
   the daemon's committed alert state, so Alertmanager never times them out. A re-send is idempotent and
   the next one follows shortly: it bypasses the outbox (a failed one is logged, not queued).
