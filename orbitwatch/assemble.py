@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import polars as pl
 
 from ingest.codec import DecodedBatch, RawBatch
@@ -9,8 +11,13 @@ from processing.rows import PreparedBatch
 from storage.writer import BatchToStore, PartitionProgress
 
 
-def to_store(raw: RawBatch, decoded: DecodedBatch, prepared: PreparedBatch) -> BatchToStore:
-    """Assemble what the writer stores: rows, dead letters (undecodable and rejected), offsets."""
+def to_store(
+    raw: RawBatch, decoded: DecodedBatch, prepared: PreparedBatch, archived_before: datetime | None = None
+) -> BatchToStore:
+    """Assemble what the writer stores: rows, dead letters (undecodable and rejected), offsets.
+
+    ``archived_before``: frames sampled before it belong to days archived or due (see ``BatchToStore``).
+    """
     position = {(p, o): i for i, (p, o) in enumerate(zip(raw.partitions, raw.offsets, strict=True))}
     letters = [(d.partition, d.offset, d.reason) for d in decoded.dead_letters]
     letters += list(prepared.rejected.iter_rows())
@@ -43,10 +50,15 @@ def to_store(raw: RawBatch, decoded: DecodedBatch, prepared: PreparedBatch) -> B
         ends[p] = max(ends.get(p, -1), o + 1)
     for p, n in counts.items():
         progress[p] = PartitionProgress(ends[p], n, prepared.duplicates_by_partition.get(p, 0))
-    return BatchToStore(raw.topic, prepared.rack_rows, prepared.gpu_rows, dead, progress)
+    return BatchToStore(raw.topic, prepared.rack_rows, prepared.gpu_rows, dead, progress, archived_before)
 
 
-def dead_flags(raw: RawBatch, dead: pl.DataFrame) -> list[bool]:
-    """Per message, in stream order: was it dead-lettered?"""
-    bad = set(zip(dead["kafka_partition"].to_list(), dead["kafka_offset"].to_list(), strict=True))
-    return [(p, o) in bad for p, o in zip(raw.partitions, raw.offsets, strict=True)]
+def dead_reasons(raw: RawBatch, dead: pl.DataFrame) -> list[str | None]:
+    """Per message, in stream order: why it was dead-lettered, or None."""
+    why = {
+        (p, o): r
+        for p, o, r in zip(
+            dead["kafka_partition"].to_list(), dead["kafka_offset"].to_list(), dead["reason"].to_list(), strict=True
+        )
+    }
+    return [why.get((p, o)) for p, o in zip(raw.partitions, raw.offsets, strict=True)]

@@ -24,13 +24,14 @@ from ingest.errors import ConfigError
 from ingest.registry import SchemaRegistry
 from ingest.settings import Settings
 from ingest.source import KafkaSource
-from orbitwatch.assemble import dead_flags, to_store
+from orbitwatch.archive_boundary import ArchiveBoundary
+from orbitwatch.assemble import dead_reasons, to_store
 from orbitwatch.dlq_limit import DeadLetterLimit
 from orbitwatch.inflight import FinishedWrite, InFlightWrite, seconds_since
 from orbitwatch.metrics import DaemonMetrics
 from orbitwatch.query_service import QueryService, discovery_path
 from orbitwatch.report import Reporter
-from orbitwatch.retention_worker import RetentionWorker, raw_boundary
+from orbitwatch.retention_worker import RetentionWorker
 from orbitwatch.services import MetricsEndpoint, QueryEndpoint, Services
 from processing.rows import prepare_batch
 from storage.alerts import AlertTables, apply_spool, snapshot_path, spool_dir
@@ -93,10 +94,13 @@ class Daemon:
         )
         self.retention = retention_worker(self._con, archive, settings)
         self.services = background_services(self, settings)
-        self._newest, self._archived_before = newest_sample(self._con), raw_archived_before(self._con)
-        self._boundary = self._in_flight_boundary = self.archive_boundary()
+        r = settings.retention
+        self.boundary = ArchiveBoundary(
+            newest_sample(self._con), r.raw_days if r.enabled else None, raw_archived_before(self._con)
+        )
+        self._in_flight_boundary = self.boundary.value
         if self.retention is not None:
-            self.retention.job.raw_fence = self._boundary  # nothing in flight yet
+            self.retention.job.raw_fence = self.boundary.value  # nothing in flight yet
         self.in_flight = InFlightWrite(self.writer)
         self.decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir, settings.registry.url))
         topic = settings.kafka.topic
@@ -119,11 +123,11 @@ class Daemon:
         if not raw:
             return self.commit_finished()
         decoded = self.decoder.decode(raw)  # malformed messages become dead letters
-        boundary = self._boundary  # frames of days archived (or due) are rejected
-        prepared = prepare_batch(decoded.frames, boundary)  # impossible frames rejected, duplicates dropped
-        batch = to_store(raw, decoded, prepared)
-        self.dlq_limit.check(dead_flags(raw, batch.dead_letters))  # raises before anything is stored
-        self._advance_boundary(prepared.rack_rows)
+        boundary = self.boundary.value  # frames of days archived (or due): stored, outside the derived tables
+        prepared = prepare_batch(decoded.frames)  # impossible frames rejected, duplicates dropped
+        batch = to_store(raw, decoded, prepared, boundary)
+        self.dlq_limit.check(dead_reasons(raw, batch.dead_letters))  # raises before anything is stored
+        self.boundary.observe(prepared.rack_rows)
         previous = self.commit_finished()  # batch N-1: DuckDB committed it, now Kafka
         self._in_flight_boundary = boundary
         self.in_flight.submit(batch, len(raw), polled_at)  # one transaction: rows, dead letters, offsets
@@ -222,17 +226,6 @@ class Daemon:
         """Ask the loop to stop after the batch in hand is stored and committed."""
         self._stopping = True
 
-    def archive_boundary(self) -> datetime | None:
-        """Frames sampled before this are rejected (their day is archived, or due: ``retention.raw_days``)."""
-        r = self.settings.retention
-        return raw_boundary(self._newest, r.raw_days if r.enabled else None, self._archived_before)
-
-    def _advance_boundary(self, rack_rows: pl.DataFrame) -> None:
-        newest = rack_rows["sampled_at"].max() if not rack_rows.is_empty() else None
-        if isinstance(newest, datetime) and (self._newest is None or newest > self._newest):
-            self._newest = newest
-            self._boundary = self.archive_boundary()
-
     def touch_liveness(self) -> None:
         """Touch the liveness file at most once a second."""
         path = self.settings.daemon.liveness_file
@@ -248,7 +241,9 @@ class Daemon:
         if now - self._last_lag < every_s:
             return
         self._last_lag = now
-        self.metrics.observe_lag(self.settings.kafka.topic, self.source.lag())
+        lag = self.source.lag()
+        self.metrics.observe_lag(self.settings.kafka.topic, lag)
+        self.boundary.lag(lag)  # a partition behind holds retention back
 
     def _install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: FrameType | None) -> None:

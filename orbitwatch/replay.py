@@ -51,7 +51,7 @@ def replay(
     reader = RangeReader(settings.kafka, start, end, seek_by_time=seek_by_time)
     decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir, settings.registry.url))
     writer, result = HistoryWriter(con, derived_tables(con, settings)), ReplayResult()
-    archived_before = raw_archived_before(con)  # frames of archived days are dead letters, as in the daemon
+    archived_before = raw_archived_before(con)  # frames of archived days: stored, outside the derived tables
     last_read = time.monotonic()
     try:
         while not reader.finished and time.monotonic() - last_read < idle_s:
@@ -63,8 +63,8 @@ def replay(
             if not raw:
                 continue
             decoded = decoder.decode(raw)
-            prepared = prepare_batch(decoded.frames, archived_before)
-            batch = to_store(raw, decoded, prepared)
+            prepared = prepare_batch(decoded.frames)
+            batch = to_store(raw, decoded, prepared, archived_before)
             batch.progress = {}  # a replay never moves the daemon's offsets or counters
             stored = writer.write(batch)
             result.in_range += len(raw)

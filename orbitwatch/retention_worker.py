@@ -2,7 +2,7 @@
 
 It runs ``storage.retention.RetentionJob`` on its own cursor every ``retention.interval_s`` (and once soon
 after start), concurrently with the writer: each table-day moves in its own transaction, and the daemon's
-fence (``RetentionJob.raw_fence``) keeps it away from days a batch in flight may still add frames to.
+fence (``RetentionJob.raw_fence``) keeps it away from days whose minutes a batch in flight may rewrite.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ Duplicates of frames stored by earlier batches are dropped by the store, which o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import polars as pl
 
@@ -38,21 +37,16 @@ class PreparedBatch:
     duplicates_by_partition: dict[int, int]
 
 
-def prepare_batch(frames: pl.DataFrame, archived_before: datetime | None = None) -> PreparedBatch:
+def prepare_batch(frames: pl.DataFrame) -> PreparedBatch:
     """Validate, deduplicate within the batch, and split decoded frames into rack and GPU rows.
 
-    ``archived_before``: frames sampled before it belong to days already moved to the Parquet archive
-    (retention); they are rejected (dead letters, with the reason) rather than stored beside an archived day
-    whose minutes could no longer be recomputed from all their rows.
+    Only impossible frames are rejected; how old a frame is never matters here (a frame of a day already
+    archived is stored too: see ``storage.writer``).
     """
     missing = _REQUIRED - set(frames.columns)
     if missing:
         raise FrameShapeError(f"decoded frames lack columns {sorted(missing)}")
-    reason = quality.rejection_reason()
-    if archived_before is not None:
-        too_old = f"sampled before {archived_before.isoformat()}, in a day already archived (retention.raw_days)"
-        reason = pl.coalesce(reason, pl.when(pl.col("sampled_at") < archived_before).then(pl.lit(too_old)))
-    judged = frames.with_columns(reason.alias("reason"))
+    judged = frames.with_columns(quality.rejection_reason().alias("reason"))
     rejected = judged.filter(pl.col("reason").is_not_null()).select("kafka_partition", "kafka_offset", "reason")
     valid = judged.filter(pl.col("reason").is_null()).drop("reason")
     unique = valid.sort("kafka_partition", "kafka_offset").unique(FRAME_KEY, keep="first", maintain_order=True)

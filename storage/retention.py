@@ -190,9 +190,9 @@ class RetentionJob:
     def cutoffs(self) -> tuple[datetime, datetime] | None:
         """``(raw, rollup)``: days before these are archived; None for an empty history.
 
-        Neither cutoff passes ``raw_fence`` when it is set: the daemon sets it to the boundary below which its
-        committed batches rejected frames, so a batch still in flight can never add a frame to a day being
-        archived, nor rewrite its minutes.
+        Neither cutoff passes ``raw_fence`` when it is set: the daemon sets it to the boundary of the batch in
+        flight (``orbitwatch.archive_boundary``), below which that batch recomputes no minutes, so retention
+        never archives a day whose minutes a batch is rewriting.
         """
         newest = self.newest()
         if newest is None:

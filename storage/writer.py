@@ -4,6 +4,16 @@ Frames already stored are dropped by the ``rack_frames`` primary key (``ON CONFL
 so a frame is stored once however often, and however late, it arrives. Offsets and exactly-once
 counters are written in the same transaction, so after a crash the consumer resumes exactly where the
 last committed batch ended.
+
+**Frames of archived days** (sampled before the batch's ``archived_before``: their day's raw rows are in
+the Parquet archive, or due to move there) are stored like any other, never dead-lettered: a partition
+read late (consumer lag, one rack's playback backlog) must lose nothing. They are deduplicated against the
+archive's files of their day as well as against the live rows, counted in the same exactly-once
+accounting, and the next retention run moves them to the archive as another part of their day. They do
+not update the derived tables: the minutes, gaps and health of a day whose raw rows left DuckDB cannot be
+recomputed from all their rows (and retention may be archiving that day meanwhile), so those keep the
+values computed before the day was archived. Decision: a frame is never lost for being late, and a
+window is never recomputed from part of its rows.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import polars as pl
 
 from alerting.rules import Scope
 from storage.alerts import AlertTables
+from storage.archive import literal
 from storage.database import insert_rows, table_columns
 from storage.derived import DerivedRows, DerivedTables, DerivedUpdate, StoredBefore
 from storage.errors import StorageError
@@ -48,6 +59,15 @@ class BatchToStore:
     gpu_rows: pl.DataFrame
     dead_letters: pl.DataFrame
     progress: dict[int, PartitionProgress] = field(default_factory=dict)
+    archived_before: datetime | None = None
+    """Frames sampled before it belong to days archived or due: stored, but outside the derived tables."""
+
+    def live_rows(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The rack and GPU rows of days not archived (all rows without ``archived_before``)."""
+        if self.archived_before is None:
+            return self.rack_rows, self.gpu_rows
+        keep = pl.col("sampled_at") >= self.archived_before
+        return self.rack_rows.filter(keep), self.gpu_rows.filter(keep)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,17 +130,21 @@ class HistoryWriter:
         try:
             pending: Future[DerivedRows] | None = None
             before = None
+            live_rack, live_gpu = batch.live_rows()
             if self.derived is not None:
-                before = self.derived.before_insert(batch.rack_rows)
-                assumed = before.new_rows(batch.rack_rows, batch.gpu_rows)
+                before = self.derived.before_insert(live_rack)
+                assumed = before.new_rows(live_rack, live_gpu)
                 if compute_on is not None and not assumed[0].is_empty():
                     pending = compute_on(partial(self.derived.compute, before, *assumed))
-            new_keys = self._insert_frames(batch.rack_rows, now)
+            offered = self._not_archived(batch.rack_rows, batch.archived_before, live_rack.height)
+            new_keys = self._insert_frames(offered, now)
             samples = self._insert_samples(batch.gpu_rows, batch.rack_rows.height, new_keys)
             dead = self._insert_dead_letters(batch.dead_letters, now)
             outcomes = _outcomes(batch, new_keys, dead)
             self._advance_offsets(batch, outcomes, now)
-            derived = self._derive(before, pending, batch, new_keys, now) if before is not None else None
+            derived = (
+                self._derive(before, pending, batch, live_rack, live_gpu, new_keys, now) if before is not None else None
+            )
             con.execute("COMMIT")
         except Exception as exc:
             self._rolled_back()
@@ -157,17 +181,19 @@ class HistoryWriter:
         before: StoredBefore,
         pending: Future[DerivedRows] | None,
         batch: BatchToStore,
+        rack_rows: pl.DataFrame,
+        gpu_rows: pl.DataFrame,
         new_keys: pl.DataFrame,
         now: datetime,
     ) -> DerivedUpdate:
-        """Update the derived tables for the newly stored frames, in the open transaction."""
+        """Update the derived tables for the newly stored frames of live days (``rack_rows``, ``gpu_rows``),
+        in the open transaction."""
         assert self.derived is not None
-        rack_rows, gpu_rows = batch.rack_rows, batch.gpu_rows
         if new_keys.height != rack_rows.height:
             rack_rows = rack_rows.join(new_keys, on=_FRAME_KEY, how="semi")
             gpu_rows = gpu_rows.join(new_keys, on=_FRAME_KEY, how="semi")
         rows = pending.result() if pending is not None else None
-        if rows is None or rows.new_frames != new_keys.height:
+        if rows is None or rows.new_frames != rack_rows.height:
             # Computed here, or the insert disagreed with the assumed new rows (a stored copy of a frame
             # outside its window: a corrupt sampled_at): recompute from the rows actually inserted.
             rows = self.derived.compute(before, rack_rows, gpu_rows) if not rack_rows.is_empty() else None
@@ -228,6 +254,31 @@ class HistoryWriter:
             raise
         self._committed()
         return changed
+
+    def _not_archived(self, rack_rows: pl.DataFrame, archived_before: datetime | None, live: int) -> pl.DataFrame:
+        """``rack_rows`` without the frames of archived days that the archive already holds."""
+        if archived_before is None or live == rack_rows.height:
+            return rack_rows
+        old = rack_rows.filter(pl.col("sampled_at") < archived_before)
+        days = sorted({d for d in old["sampled_at"].dt.date().to_list() if d is not None})
+        files = [
+            str(path)
+            for (path,) in self._con.execute(
+                "SELECT path FROM archive_log WHERE table_name = 'rack_frames' AND list_contains(?, day)", [days]
+            ).fetchall()
+        ]
+        if not files:
+            return rack_rows
+        listed = ", ".join(literal(f) for f in files)
+        archived = pl.DataFrame(
+            self._con.execute(
+                f"SELECT rack_id, boot_epoch, frame_seq FROM read_parquet([{listed}]) WHERE list_contains(?, rack_id)",
+                [old["rack_id"].unique().to_list()],
+            ).fetchall(),
+            schema={"rack_id": pl.String, "boot_epoch": pl.Int32, "frame_seq": pl.Int64},
+            orient="row",
+        )
+        return rack_rows.join(archived, on=_FRAME_KEY, how="anti")
 
     def _insert_frames(self, rack_rows: pl.DataFrame, now: datetime) -> pl.DataFrame:
         rows = rack_rows.with_columns(pl.lit(now).alias("ingested_at"))

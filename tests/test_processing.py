@@ -352,15 +352,3 @@ def test_v1_frames_get_default_v2_gpu_columns(decoder: FrameDecoder) -> None:
     assert set(prepared.gpu_rows["row_remap_pending"].to_list()) == {False}
     assert prepared.rack_rows["firmware"].to_list() == ["unknown"]
     assert prepared.gpu_rows["invalid_mask"].to_list() == [0] * GPUS_PER_FRAME
-
-
-def test_frames_of_an_archived_day_are_rejected_with_the_reason(decoder: FrameDecoder) -> None:
-    """A frame sampled before the archive's boundary is a dead letter, not a row beside an archived day."""
-    boundary = datetime(2026, 3, 1, tzinfo=UTC)  # the helpers' frames are received on 2026-03-01
-    old, new = boundary - timedelta(seconds=1), boundary
-    frames = decode(decoder, [rack_frame(frame_seq=1, sampled_at=old), rack_frame(frame_seq=2, sampled_at=new)])
-    prepared = prepare_batch(frames, archived_before=boundary)
-    assert prepared.rack_rows["frame_seq"].to_list() == [2]
-    (reason,) = prepared.rejected["reason"].to_list()
-    assert "already archived" in reason
-    assert prepare_batch(frames).rack_rows.height == 2  # no archive: both stored

@@ -23,12 +23,18 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
+from ingest.codec import FrameDecoder
+from orbitwatch import assemble
 from orbitwatch.archive_cmd import archive
+from processing.rows import prepare_batch
 from storage import retention
 from storage.archive import archive_version, attach_archive
 from storage.database import open_database
+from storage.derived import DerivedTables
 from storage.errors import ArchiveError
 from storage.retention import ARCHIVED_TABLES, RetentionJob, archive_root, raw_archived_before
+from storage.writer import HistoryWriter, PartitionOutcomes
+from tests.helpers.frames import encode_message, rack_frame, raw_batch, registry
 from tests.test_archive_answers import RACKS, build_history
 
 RAW_DAYS, ROLLUP_DAYS = 3, 5
@@ -335,3 +341,45 @@ def test_the_daemons_fence_holds_both_cutoffs_back(con: duckdb.DuckDBPyConnectio
     retention_job.raw_fence = None
     rest = retention_job.run_once()
     assert {part.day for part in rest.parts} >= {ROLLUP_CUTOFF - timedelta(days=1)}
+
+
+def test_late_frames_of_an_archived_day_are_stored_once_and_leave_its_minutes_alone(
+    con: duckdb.DuckDBPyConnection, db: Path
+) -> None:
+    """A partition read late delivers frames of a day already archived: stored (never dead-lettered),
+    deduplicated against the archive, counted exactly once, moved to the archive by the next run; the
+    day's minutes, computed from all its rows before it was archived, stay as they were."""
+    assert job(con, db).run_once().parts
+    archived_before = raw_archived_before(con)
+    assert archived_before == _midnight(RAW_CUTOFF)
+    rack, day = RACKS[0], date(2026, 3, 2)
+    (copy_seq,) = con.execute(  # a frame whose day is archived, as the archive holds it
+        "SELECT frame_seq FROM read_parquet(?) LIMIT 1",
+        [str(archive_root(db, None) / f"rack_frames/day={day}/*.parquet")],
+    ).fetchall()[0]
+    minutes_before = con.execute("SELECT * FROM gpu_windows_1m ORDER BY ALL").fetchall()
+    total = con.execute("SELECT count(*) FROM rack_frames").fetchall()[0][0]
+    reader = con.cursor()
+    attach_archive(reader)
+    union_before = reader.execute("SELECT count(*) FROM rack_frames").fetchall()[0][0]
+    reader.close()
+    frames = [
+        rack_frame(rack_id=rack, frame_seq=copy_seq, sampled_at=_midnight(day) + timedelta(seconds=60 * copy_seq)),
+        rack_frame(rack_id=rack, frame_seq=900_001, sampled_at=_midnight(day) + timedelta(hours=5, seconds=7)),
+    ]
+    received_ms = int(datetime(2026, 3, 11, 8, tzinfo=UTC).timestamp() * 1000)  # played back on the last day
+    raw = raw_batch([encode_message(f, 2) for f in frames], first_offset=10_000, timestamps_ms=[received_ms] * 2)
+    decoded = FrameDecoder(registry()).decode(raw)
+    batch = assemble.to_store(raw, decoded, prepare_batch(decoded.frames), archived_before)
+    stored = HistoryWriter(con, DerivedTables(con)).write(batch)
+
+    assert (stored.frames_stored, stored.duplicates_dropped, stored.dead_letters) == (1, 1, 0)
+    assert stored.by_partition == {0: PartitionOutcomes(1, 1, 0)}
+    assert con.execute("SELECT count(*) FROM rack_frames").fetchall()[0][0] == total + 1
+    assert con.execute("SELECT * FROM gpu_windows_1m ORDER BY ALL").fetchall() == minutes_before
+    second = job(con, db).run_once()
+    assert [(p.table, p.day, p.rows) for p in second.parts if p.table == "rack_frames"] == [("rack_frames", day, 1)]
+    reader = con.cursor()
+    attach_archive(reader)
+    keys = reader.execute("SELECT count(*), count(DISTINCT (rack_id, boot_epoch, frame_seq)) FROM rack_frames")
+    assert keys.fetchall() == [(union_before + 1, union_before + 1)]  # the late frame once, its copy not at all
