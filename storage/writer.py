@@ -88,7 +88,7 @@ class StoredBatch:
     duplicates_dropped: int
     dead_letters: int
     derived: DerivedUpdate | None = None
-    by_partition: dict[int, PartitionOutcomes] = field(default_factory=dict)
+    by_partition: dict[int, PartitionOutcomes] = field(default_factory=dict, hash=False)
 
 
 class HistoryWriter:

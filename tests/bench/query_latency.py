@@ -55,6 +55,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from orbitwatch.broker import create_topic, free_port
 from orbitwatch.query_client import Params, QueryClient, QueryServiceError
@@ -159,12 +160,13 @@ class BenchDaemon:
         raise RuntimeError(f"no query service in {discovery_path(self.db)}: {self.log_tail()}")
 
     def counter(self, name: str) -> float:
-        """A counter of the daemon's Prometheus endpoint (``orbitwatch_<name>_total``)."""
+        """A counter of the daemon's Prometheus endpoint (``orbitwatch_<name>_total``, summed over its labels)."""
         text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
-        for line in text.splitlines():
-            if line.startswith(f"orbitwatch_{name}_total "):
-                return float(line.split()[1])
-        raise RuntimeError(f"no counter {name} in the daemon's metrics")
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        family = families.get(f"orbitwatch_{name}")
+        if family is None:
+            raise RuntimeError(f"no counter {name} in the daemon's metrics")
+        return sum(s.value for s in family.samples if s.name == f"orbitwatch_{name}_total")
 
     def wait_consumed(self, messages: int, timeout_s: float = 600.0) -> None:
         """Wait until the daemon committed ``messages`` messages."""
