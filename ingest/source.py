@@ -1,28 +1,81 @@
 """The Kafka source: polls batches as columns, seeks to the offsets stored with the data, commits last.
 
-On every partition assignment the consumer seeks to ``max(offset stored in DuckDB, offset committed to
-Kafka)``: the DuckDB offset is the truth for this shard (it is written in the same transaction as the
-rows), and a higher Kafka offset means another shard already stored those messages.
+On every partition assignment each partition is positioned where ``ingest.resume`` decides: the offsets
+DuckDB holds are the truth of this history (written in the same transaction as the rows), also when they
+are behind Kafka's committed offsets; those are read again, with a warning. Calls to the broker are bounded
+in time (an outage must not stall the loop, so liveness and queries go on), and their outcomes feed
+``ingest.broker_state`` (one line when the broker stops answering, one when it is back).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from ingest.broker_state import BrokerState
 from ingest.codec import RawBatch
 from ingest.errors import SourceError
+from ingest.resume import Resume, resume_position
 from ingest.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
-StoredOffsets = Callable[[], dict[int, int]]
-BeforeRevoke = Callable[[], dict[int, int]]
+COMMIT_TIMEOUT_MS = 5_000
+"""An offset commit waits at most this long (DuckDB holds the truth; the next commit carries it on)."""
+PROBE_TIMEOUT_MS = 2_000
+"""The end-offset probe (lag, and whether the broker answers) waits at most this long."""
+
+
+class OffsetStore(Protocol):
+    """What the history holds of this topic's offsets (``storage.writer.HistoryWriter`` for one topic)."""
+
+    def stored(self) -> dict[int, int]:
+        """Next offset per partition, as committed with the data."""
+        ...
+
+    def handovers(self) -> dict[int, int]:
+        """Partitions handed over to another group member in a rebalance, at these next offsets."""
+        ...
+
+    def record_handovers(self, offsets: dict[int, int]) -> None:
+        """Remember partitions handed over at ``offsets``."""
+        ...
+
+    def forget_handovers(self, partitions: list[int]) -> None:
+        """The partitions are this history's again."""
+        ...
+
+    def before_revoke(self) -> dict[int, int]:
+        """Finish the batch in flight; the next offsets it stored (to commit before letting go)."""
+        ...
+
+
+class NoHistory:
+    """An ``OffsetStore`` that holds nothing: a consumer without a history (benchmarks, tools) resumes at
+    the group's committed offsets, or ``auto_offset_reset``."""
+
+    def stored(self) -> dict[int, int]:
+        """No stored offsets."""
+        return {}
+
+    def handovers(self) -> dict[int, int]:
+        """No handovers."""
+        return {}
+
+    def record_handovers(self, offsets: dict[int, int]) -> None:
+        """Nothing to remember."""
+
+    def forget_handovers(self, partitions: list[int]) -> None:
+        """Nothing to forget."""
+
+    def before_revoke(self) -> dict[int, int]:
+        """No write in flight."""
+        return {}
 
 
 def consumer_config(settings: KafkaSettings) -> dict[str, Any]:
@@ -61,11 +114,16 @@ class _SeekToStored(AsyncConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         # A batch still being written must reach DuckDB and Kafka before its partitions move on;
         # waiting blocks kafka-python's IO loop for at most one batch write.
-        offsets = self._source.before_revoke()
+        source = self._source
+        offsets = source.store.before_revoke()
         if offsets:
-            coordinator = self._source.consumer._coordinator
-            await coordinator._commit_offsets_sync_async(self._source.offsets_to_commit(offsets))
-        log.info("partitions revoked: %s (committed %s)", sorted(tp.partition for tp in revoked), offsets)
+            coordinator = source.consumer._coordinator
+            await coordinator._commit_offsets_sync_async(source.offsets_to_commit(offsets))
+        partitions = sorted(tp.partition for tp in revoked)
+        if not source.closing:  # a rebalance while running: another member takes these over
+            stored = source.store.stored()
+            source.store.record_handovers({p: stored[p] for p in partitions if p in stored})
+        log.info("partitions revoked: %s (committed %s)", partitions, offsets)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         partitions = list(assigned)
@@ -78,15 +136,17 @@ class _SeekToStored(AsyncConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaSource:
     """One consumer on the telemetry topic, in a group or on static partitions."""
 
-    def __init__(
-        self, settings: KafkaSettings, stored_offsets: StoredOffsets, before_revoke: BeforeRevoke = dict
-    ) -> None:
-        self._stored_offsets = stored_offsets
-        self.before_revoke = before_revoke
+    def __init__(self, settings: KafkaSettings, store: OffsetStore, broker: BrokerState | None = None) -> None:
+        self.store = store
+        self.broker = broker if broker is not None else BrokerState(settings.bootstrap_servers)
         self.topic = settings.topic
+        self.closing = False
+        self._auto_offset_reset = settings.auto_offset_reset
+        self._uncommitted: dict[int, int] = {}  # next offsets stored in DuckDB whose Kafka commit failed
         try:
             self.consumer = KafkaConsumer(group_id=settings.group_id, **consumer_config(settings))
             partitions = self._static_partitions(settings)
+            self._grouped = partitions is None
             if partitions is None:
                 self.consumer.subscribe([self.topic], listener=_SeekToStored(self))
             else:
@@ -115,18 +175,49 @@ class KafkaSource:
         return owned
 
     def seek_to_stored(self, partitions: list[TopicPartition], committed: dict[TopicPartition, int | None]) -> None:
-        """Position each partition at max(DuckDB offset, Kafka committed offset)."""
-        stored = self._stored_offsets()
+        """Position each partition where ``ingest.resume.resume_position`` says (DuckDB's offsets first)."""
+        stored, handed_over = self.store.stored(), self.store.handovers()
+        decided: list[Resume] = []
         for tp in partitions:
-            candidates = [o for o in (stored.get(tp.partition), committed.get(tp)) if o is not None and o >= 0]
-            if candidates:
-                self.consumer.seek(tp, max(candidates))
+            kafka = committed.get(tp)
+            resume = resume_position(
+                tp.partition,
+                stored.get(tp.partition),
+                kafka if kafka is not None and kafka >= 0 else None,
+                handed_over=handed_over.get(tp.partition),
+                grouped=self._grouped,
+            )
+            decided.append(resume)
+            if resume.offset is not None:
+                self.consumer.seek(tp, resume.offset)
+            elif resume.source == "reread":
+                reset = (
+                    self.consumer.seek_to_beginning
+                    if self._auto_offset_reset == "earliest"
+                    else self.consumer.seek_to_end
+                )
+                reset(tp)
+        self.store.forget_handovers([tp.partition for tp in partitions])
         log.info(
-            "partitions assigned: %s (DuckDB offsets %s, Kafka committed %s)",
+            "partitions assigned: %s (DuckDB offsets %s, Kafka committed %s, resuming at %s)",
             sorted(tp.partition for tp in partitions),
             {tp.partition: stored.get(tp.partition) for tp in partitions},
             {tp.partition: committed.get(tp) for tp in partitions},
+            {r.partition: r.offset if r.offset is not None else self._auto_offset_reset for r in decided},
         )
+        if reread := [r for r in decided if r.source == "reread"]:
+            log.warning(
+                "Kafka's committed offset is ahead of this history for partitions %s: reading %s again "
+                "(this history lost messages it had stored: a restored backup or a lost WAL?); "
+                "frames already stored are dropped as duplicates",
+                [r.partition for r in reread],
+                ", ".join(
+                    f"partition {r.partition}: {r.reread} messages from offset {r.offset}"
+                    if r.offset is not None
+                    else f"partition {r.partition}: from the {self._auto_offset_reset} offset"
+                    for r in reread
+                ),
+            )
 
     def poll(self, timeout_ms: int, max_records: int, top_up_ms: int | None = 50) -> RawBatch:
         """Up to ``max_records`` messages as a column batch (possibly empty).
@@ -143,6 +234,8 @@ class KafkaSource:
                 polled = self.consumer.poll(timeout_ms=wait, max_records=max_records - len(batch))
             except KafkaError as exc:
                 raise SourceError(f"poll failed: {exc}") from exc
+            if polled:
+                self.broker.succeeded()
             got = 0
             for records in polled.values():
                 got += len(records)
@@ -158,32 +251,55 @@ class KafkaSource:
         return {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in next_offsets.items()}
 
     def commit(self, next_offsets: dict[int, int]) -> None:
-        """Commit the offsets a stored batch reached (after the DuckDB commit), for partitions still owned."""
+        """Commit the offsets a stored batch reached (after the DuckDB commit), for partitions still owned.
+
+        Waits at most ``COMMIT_TIMEOUT_MS``; offsets whose commit failed are carried to the next call
+        (``retry_commit`` sends them once the broker answers again).
+        """
+        self._uncommitted.update(next_offsets)
         owned = {tp.partition for tp in self.consumer.assignment()}
-        offsets = self.offsets_to_commit({p: o for p, o in next_offsets.items() if p in owned})
+        offsets = self.offsets_to_commit({p: o for p, o in self._uncommitted.items() if p in owned})
+        self._uncommitted = {}
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets)
+            self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as exc:
             # The DuckDB offsets are the truth; a failed Kafka commit only delays the group's view.
-            log.warning("Kafka offset commit failed (DuckDB holds the truth, continuing): %s", exc)
+            self._uncommitted = {tp.partition: meta.offset for tp, meta in offsets.items()}
+            if self.broker.reachable:
+                log.warning("Kafka offset commit failed (DuckDB holds the truth, retried): %s", exc)
+            self.broker.failed("offset commit", exc)
+            return
+        self.broker.succeeded()
+
+    def retry_commit(self) -> None:
+        """Commit offsets an earlier commit could not (nothing when there are none)."""
+        if self._uncommitted:
+            self.commit({})
 
     def assigned_partitions(self) -> list[int]:
         """Partitions this consumer currently reads."""
         return sorted(tp.partition for tp in self.consumer.assignment())
 
     def lag(self) -> dict[int, int]:
-        """Messages behind the broker's end offset, where the broker reports it."""
+        """Messages behind the broker's end offset, where the broker reports it (also probes the broker:
+        an answer or its absence within ``PROBE_TIMEOUT_MS`` is reported to ``broker``)."""
         assigned = list(self.consumer.assignment())
         if not assigned:
             return {}
         try:
-            ends = self.consumer.end_offsets(assigned)
-        except KafkaError:
+            ends = self.consumer.end_offsets(assigned, timeout_ms=PROBE_TIMEOUT_MS)
+            self.broker.succeeded()
+            return {
+                tp.partition: max(0, ends[tp] - self.consumer.position(tp, timeout_ms=PROBE_TIMEOUT_MS))
+                for tp in assigned
+            }
+        except KafkaError as exc:
+            self.broker.failed("end offsets", exc)
             return {}
-        return {tp.partition: max(0, ends[tp] - self.consumer.position(tp)) for tp in assigned}
 
     def close(self) -> None:
-        """Leave the group and close connections."""
+        """Leave the group and close connections (the revocation that follows records no handover)."""
+        self.closing = True
         self.consumer.close()

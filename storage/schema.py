@@ -12,6 +12,9 @@ Tables (columns are documented in the README):
 - v3, alerting: ``alert_state`` and ``alert_outbox``.
 - v4, retention: ``archive_log``: one row per Parquet file a day of a table was moved to (the archive's
   truth: readers list its files, never a directory glob, so a file is read once and only once committed).
+- v5, offsets: ``partition_handovers``: partitions a rebalance moved to another member of the consumer
+  group while this daemon ran, with the offset handed over (``ingest.resume`` tells a handover from a
+  history that lost messages by it).
 """
 
 from __future__ import annotations
@@ -373,6 +376,18 @@ MIGRATIONS: tuple[Migration, ...] = (
                 min_time TIMESTAMPTZ NOT NULL,
                 max_time TIMESTAMPTZ NOT NULL,
                 archived_at TIMESTAMPTZ NOT NULL)""",
+        ),
+    ),
+    Migration(
+        5,
+        "offsets: partitions handed over to another member of the consumer group",
+        (
+            """CREATE TABLE partition_handovers (
+                topic VARCHAR NOT NULL,
+                kafka_partition INTEGER NOT NULL,
+                next_offset BIGINT NOT NULL,
+                handed_over_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (topic, kafka_partition))""",
         ),
     ),
 )

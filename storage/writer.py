@@ -117,6 +117,30 @@ class HistoryWriter:
             ).fetchall()
         return {int(p): int(o) for p, o in rows}
 
+    def handovers(self, topic: str) -> dict[int, int]:
+        """Partitions a rebalance moved to another group member, with the next offset handed over."""
+        with self._con.cursor() as cursor:  # called from kafka-python's IO thread, like stored_offsets
+            rows = cursor.execute(
+                "SELECT kafka_partition, next_offset FROM partition_handovers WHERE topic = ?", [topic]
+            ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def record_handovers(self, topic: str, offsets: dict[int, int]) -> None:
+        """Remember partitions handed over in a rebalance at ``offsets`` (no batch is in flight then)."""
+        with self._con.cursor() as cursor:
+            cursor.executemany(
+                "INSERT OR REPLACE INTO partition_handovers VALUES (?, ?, ?, now())",
+                [[topic, p, o] for p, o in sorted(offsets.items())],
+            )
+
+    def forget_handovers(self, topic: str, partitions: list[int]) -> None:
+        """The partitions are this history's again: their handovers no longer apply."""
+        with self._con.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM partition_handovers WHERE topic = ? AND list_contains(?, kafka_partition)",
+                [topic, partitions],
+            )
+
     def write(self, batch: BatchToStore, compute_on: ComputeOn | None = None) -> StoredBatch:
         """Store one batch atomically; raises StorageError after rolling back on failure.
 

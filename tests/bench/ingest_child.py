@@ -20,7 +20,7 @@ from pathlib import Path
 from ingest.codec import FrameDecoder
 from ingest.registry import SchemaRegistry
 from ingest.settings import Settings, load_settings
-from ingest.source import KafkaSource
+from ingest.source import KafkaSource, NoHistory
 from orbitwatch.daemon import Daemon
 
 IDLE_S = 3.0
@@ -47,7 +47,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def consume_step(settings: Settings) -> tuple[Step, Callable[[], None]]:
     """Poll and decode only."""
-    source = KafkaSource(settings.kafka, dict)
+    source = KafkaSource(settings.kafka, NoHistory())
     decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir))
 
     def step() -> tuple[int, int] | None:
