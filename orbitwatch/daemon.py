@@ -7,7 +7,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -19,6 +19,7 @@ from alerting.errors import AlertingError, RulesError
 from alerting.hooks import build_hook
 from alerting.payload import AlertItem
 from alerting.rules import RuleSet, load_rules
+from ingest.broker_state import BrokerState, QuietDuringOutage
 from ingest.codec import FrameDecoder
 from ingest.errors import ConfigError
 from ingest.registry import SchemaRegistry
@@ -29,6 +30,7 @@ from orbitwatch.assemble import dead_reasons, to_store
 from orbitwatch.dlq_limit import DeadLetterLimit
 from orbitwatch.inflight import FinishedWrite, InFlightWrite, seconds_since
 from orbitwatch.metrics import DaemonMetrics
+from orbitwatch.offset_store import HistoryOffsets
 from orbitwatch.query_service import QueryService, discovery_path
 from orbitwatch.report import Reporter
 from orbitwatch.retention_worker import RetentionWorker
@@ -44,6 +46,36 @@ from storage.retention import RetentionJob, archive_root, raw_archived_before
 from storage.writer import HistoryWriter, StoredBatch
 
 log = logging.getLogger(__name__)
+
+
+class Progress:
+    """In-memory snapshot of what the daemon committed, for ``/v1/status`` (read from other threads)."""
+
+    def __init__(self, stored: dict[int, int]) -> None:
+        self.next_offsets = dict(stored)
+        self.lag: dict[int, int] = {}
+        self.assigned: list[int] = []
+        self.last_commit: datetime | None = None
+        self.messages = 0
+
+    def committed(self, next_offsets: dict[int, int], messages: int) -> None:
+        """A batch committed (DuckDB, then Kafka) up to ``next_offsets``."""
+        self.next_offsets = {**self.next_offsets, **next_offsets}
+        self.last_commit = datetime.now(UTC)
+        self.messages += messages
+
+    def partitions(self) -> list[dict[str, int | bool | None]]:
+        """Per partition known to this history or assigned now: next offset, lag, assigned."""
+        numbers = sorted(set(self.next_offsets) | set(self.assigned))
+        return [
+            {
+                "partition": p,
+                "next_offset": self.next_offsets.get(p),
+                "lag": self.lag.get(p),
+                "assigned": p in self.assigned,
+            }
+            for p in numbers
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,15 +135,20 @@ class Daemon:
             self.retention.job.raw_fence = self.boundary.value  # nothing in flight yet
         self.in_flight = InFlightWrite(self.writer)
         self.decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir, settings.registry.url))
-        topic = settings.kafka.topic
+        self.broker = BrokerState(settings.kafka.bootstrap_servers)
+        self._quiet = QuietDuringOutage(self.broker)
+        for handler in logging.getLogger().handlers:  # kafka-python logs each failed reconnect
+            handler.addFilter(self._quiet)
         self.source = KafkaSource(
-            settings.kafka, lambda: self.writer.stored_offsets(topic), before_revoke=self.in_flight.wait
+            settings.kafka, HistoryOffsets(self.writer, settings.kafka.topic, self.in_flight), self.broker
         )
         d = settings.daemon
         self.dlq_limit = DeadLetterLimit(d.dlq_max_ratio, d.dlq_window_messages, d.dlq_max_consecutive)
         self._stopping = False
         self._last_alive = 0.0
         self._last_lag = 0.0
+        self._checkpointed = False  # once after the first batch: the history's offsets then live in the file
+        self._progress = Progress(self.writer.stored_offsets(settings.kafka.topic))
         self._last_data = self._last_refresh = time.monotonic()
 
     def run_batch(self) -> BatchResult | None:
@@ -140,6 +177,9 @@ class Daemon:
             return None
         self.source.commit(finished.next_offsets())
         self._observe(finished)
+        self._progress.committed(finished.next_offsets(), finished.messages)
+        if not self._checkpointed:
+            self.checkpoint_once()
         if self.retention is not None:  # no batch prepared below this boundary is in flight any more
             self.retention.job.raw_fence = self._in_flight_boundary
         self.apply_alert_commands()  # alerts CLI: no write in flight now (taken above, the next not submitted)
@@ -157,6 +197,7 @@ class Daemon:
             while not self._stopping:
                 self.touch_liveness()
                 self.update_lag()
+                self._progress.assigned = self.source.assigned_partitions()
                 result = self.run_batch()
                 if result is None:
                     self.refresh_health_now()
@@ -220,6 +261,8 @@ class Daemon:
         self.services.stop()
         self.source.close()
         self._con.close()
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self._quiet)
         log.info("closed")
 
     def stop(self) -> None:
@@ -235,15 +278,54 @@ class Daemon:
             path.touch()
             self._last_alive = now
 
-    def update_lag(self, every_s: float = 10.0) -> None:
-        """Refresh the consumer-lag gauge at most every ``every_s`` (where the broker reports end offsets)."""
+    def update_lag(self, every_s: float = 10.0, outage_every_s: float = 2.0) -> None:
+        """Refresh the consumer lag (where the broker reports end offsets) at most every ``every_s``,
+        which also probes the broker; during an outage every ``outage_every_s``, and once it answers
+        again, commit the offsets it missed."""
         now = time.monotonic()
-        if now - self._last_lag < every_s:
+        was_reachable = self.broker.reachable
+        if now - self._last_lag < (every_s if was_reachable else outage_every_s):
             return
         self._last_lag = now
         lag = self.source.lag()
-        self.metrics.observe_lag(self.settings.kafka.topic, lag)
+        if lag:
+            self.metrics.observe_lag(self.settings.kafka.topic, lag)
+            self._progress.lag = lag
         self.boundary.lag(lag)  # a partition behind holds retention back
+        if self.broker.reachable and not was_reachable:
+            self.source.retry_commit()
+        state = self.broker.status()
+        self.metrics.observe_broker(state.reachable, state.outages)
+
+    def checkpoint_once(self) -> None:
+        """CHECKPOINT after the first committed batch (no write in flight then), so the file itself holds
+        offsets: a history whose WAL is lost later re-reads from them (``ingest.resume``) instead of
+        looking new."""
+        self._checkpointed = True
+        try:
+            self._con.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            log.warning("CHECKPOINT of %s failed (retried at the next start): %s", self.settings.storage.path, exc)
+
+    def status(self) -> dict[str, object]:
+        """What ``GET /v1/status`` answers: the broker's state, each partition's offsets and lag, the last
+        commit (called from query threads: reads only in-memory snapshots, never the connection)."""
+        broker = self.broker.status()
+        return {
+            "broker": {
+                "servers": self.settings.kafka.bootstrap_servers,
+                "reachable": broker.reachable,
+                "since": broker.since.isoformat() if broker.since is not None else None,
+                "outage_s": round(broker.outage_s, 1) if broker.outage_s is not None else None,
+                "outages": broker.outages,
+            },
+            "topic": self.settings.kafka.topic,
+            "assigned": self._progress.assigned,
+            "partitions": self._progress.partitions(),
+            "last_commit": self._progress.last_commit.isoformat() if self._progress.last_commit else None,
+            "messages_committed": self._progress.messages,
+            "backlogged": self.backlogged,
+        }
 
     def _install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: FrameType | None) -> None:

@@ -64,6 +64,7 @@ class DaemonMetrics:
 
     def __post_init__(self) -> None:
         self._server: tuple[WSGIServer, threading.Thread] | None = None
+        self._outages_counted = 0
         r = self.registry
         self.messages = Counter(
             "orbitwatch_messages",
@@ -96,6 +97,15 @@ class DaemonMetrics:
             "Alert notifications in the outbox not yet delivered (0 without alert rules)",
             registry=r,
         )
+        self.broker_reachable = Gauge(
+            "orbitwatch_broker_reachable",
+            "1 while the Kafka broker answers the daemon's calls, 0 during an outage",
+            registry=r,
+        )
+        self.broker_reachable.set(1)
+        self.broker_outages = Counter(
+            "orbitwatch_broker_outages", "Times the Kafka broker stopped answering (outages begun)", registry=r
+        )
         self.freshness = SatelliteFreshness(self.clock)
         r.register(self.freshness)
 
@@ -113,6 +123,12 @@ class DaemonMetrics:
         """Set the consumer lag of each assigned partition."""
         for partition, behind in lag.items():
             self.lag.labels(topic=topic, partition=str(partition)).set(behind)
+
+    def observe_broker(self, reachable: bool, outages: int) -> None:
+        """Set the broker's state (``ingest.broker_state.BrokerState``): reachable, and outages so far."""
+        self.broker_reachable.set(1 if reachable else 0)
+        self.broker_outages.inc(max(0, outages - self._outages_counted))
+        self._outages_counted = max(self._outages_counted, outages)
 
     def watch_backlog(self, pending: Callable[[], float]) -> None:
         """Read ``orbitwatch_notifications_pending`` from ``pending`` at each scrape."""

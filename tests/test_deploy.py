@@ -504,6 +504,7 @@ def test_alert_rules_are_complete_and_use_real_metrics() -> None:
         "OrbitwatchNoBatchCommitted",
         "OrbitwatchNotificationBacklog",
         "OrbitwatchSatelliteStale",
+        "OrbitwatchBrokerUnreachable",
     } <= names
     known = metric_names()
     for rule in rules:
