@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +83,24 @@ def insert_rows(
         return con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM rows_to_insert{tail}").fetchall()
     finally:
         con.unregister("rows_to_insert")
+
+
+def database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The file behind ``con``'s current database (None in memory)."""
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    return Path(row[0]) if row and row[0] else None
+
+
+def disk_full_detail(path: Path | None, exc: BaseException) -> str:
+    """For a write that failed because a disk filled: what filled, e.g. ``; the filesystem of
+    /data/orbitwatch.duckdb has 0 MiB free of 64 MiB``; empty for any other failure."""
+    full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+    if path is None or not (full or os.strerror(errno.ENOSPC) in str(exc)):
+        return ""
+    existing = next((p for p in path.parents if p.exists()), None)
+    try:
+        usage = shutil.disk_usage(existing or path.anchor or "/")
+    except OSError:
+        return ""
+    mib = 1024 * 1024
+    return f"; the filesystem of {path} has {usage.free // mib} MiB free of {usage.total // mib} MiB"

@@ -41,6 +41,7 @@ from pathlib import Path
 import duckdb
 
 from storage.archive import literal
+from storage.database import disk_full_detail
 from storage.errors import ArchiveError
 
 log = logging.getLogger(__name__)
@@ -292,7 +293,10 @@ class RetentionJob:
             raise
         except (duckdb.Error, OSError, ArchiveError) as exc:
             self._undo(tmp, final)
-            raise ArchiveError(f"archiving {table.name} {day} failed, rolled back (its rows stay live): {exc}") from exc
+            raise ArchiveError(
+                f"archiving {table.name} {day} to {final} failed, rolled back (its rows stay live): "
+                f"{exc}{disk_full_detail(final, exc)}"
+            ) from exc
         except BaseException:
             self._undo(tmp, final)
             raise

@@ -31,7 +31,7 @@ import polars as pl
 from alerting.rules import Scope
 from storage.alerts import AlertTables
 from storage.archive import literal
-from storage.database import insert_rows, table_columns
+from storage.database import database_path, disk_full_detail, insert_rows, table_columns
 from storage.derived import DerivedRows, DerivedTables, DerivedUpdate, StoredBefore
 from storage.errors import StorageError
 
@@ -104,6 +104,7 @@ class HistoryWriter:
         if derived is not None:  # resume the ground's clock where the last run left it
             row = con.execute("SELECT max(as_of) FROM rack_health_now").fetchone()
             self._stream_time = row[0] if row else None
+        self._path = database_path(con)
         self._rack_columns = table_columns(con, "rack_frames")
         self._gpu_columns = table_columns(con, "gpu_samples")
         self._dead_columns = table_columns(con, "dead_letters")
@@ -174,7 +175,8 @@ class HistoryWriter:
             self._rolled_back()
             self._stream_time = clock
             if isinstance(exc, duckdb.Error | pl.exceptions.PolarsError):
-                raise StorageError(f"batch write failed and was rolled back: {exc}") from exc
+                detail = disk_full_detail(self._path, exc)
+                raise StorageError(f"batch write to {self._path} failed and was rolled back: {exc}{detail}") from exc
             raise
         self._committed()
         duplicates = sum(done.duplicates for done in outcomes.values())

@@ -206,7 +206,11 @@ def test_a_failure_rolls_back_and_removes_the_file(
 
     monkeypatch.setattr(retention, "_fsync", disk_full)
     retention_job = job(con, db)
-    with pytest.raises(ArchiveError, match=r"archiving rack_frames 2026-03-01 failed, rolled back.*No space left"):
+    with pytest.raises(
+        ArchiveError,
+        match=r"archiving rack_frames 2026-03-01 to .*/day=2026-03-01/part-.*\.parquet failed, rolled back"
+        r".*No space left.*MiB free of",
+    ):
         retention_job.run_once()
     assert everything(con) == before
     assert logged(con) == []
