@@ -6,6 +6,7 @@ Everything is validated at start-up; a bad value raises ``ConfigError`` naming t
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -194,6 +195,38 @@ class QuerySettings(_Section):
         description="while the daemon catches up on a backlog (full batches), queries run at most this share "
         "of the time, the rest waiting their turn; 1 disables the pacing",
     )
+    request_timeout_s: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="a connection without a complete request this long is closed: an idle keep-alive "
+        "connection, or a client whose body stopped coming (whole seconds; a running query is not cut)",
+    )
+    max_connections: int = Field(
+        64, ge=1, le=10_000, description="open HTTP connections at most; further clients wait to be accepted"
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="a larger request body is refused (413)"
+    )
+
+    @model_validator(mode="after")
+    def _remote_needs_a_token(self) -> QuerySettings:
+        if self.token is None and not _is_loopback(self.host):
+            raise ValueError(
+                f"query.host {self.host!r} is not a loopback address: set query.token (clients then send a bearer "
+                "token) or listen on 127.0.0.1"
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    """True for "localhost", 127.0.0.0/8 and ::1 (a name or an empty host: not known to be local)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class RetentionSettings(_Section):

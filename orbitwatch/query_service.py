@@ -12,19 +12,25 @@ Endpoints (JSON errors ``{"error": kind, "message": ...}``):
   also ``GET /v1/query?sql=...&format=csv`` for curl and browsers;
 - ``GET /v1/saved`` lists the saved queries; ``POST /v1/saved/NAME`` ``{"params": {...}, "format": ...}`` or
   ``GET /v1/saved/NAME?hours=6&format=csv`` runs one;
-- ``GET /v1/health``: liveness, without a token.
+- ``GET /v1/status``: the daemon's state (broker, partitions' offsets and lag, last commit, backlog);
+- ``GET /v1/health``: liveness, and ``GET /v1/openapi.json``: the OpenAPI description, both without a token.
+
+The HTTP edge is waitress (``orbitwatch.http_edge``): idle and stalled connections are closed after
+``query.request_timeout_s``, at most ``query.max_connections`` are open, a body over ``query.max_body_bytes``
+gets 413, and a malformed request a 4xx error object, never a traceback.
 
 Decisions: ingestion comes first. Queries run at a lower scheduling priority (``query.nice``, per thread on
 Linux) and at most ``query.max_concurrent`` at once; while the daemon catches up on a backlog (its batches
 are full), they are also paced to ``query.backlog_share`` of the time (a query of t seconds delays the next
 start by t * (1 - share) / share), so operators' queries slow down before ingestion does. A query waits for
 its turn up to ``query.queue_timeout_s``, then gets ``busy`` (503). With ``query.token`` set,
-every endpoint but health needs ``Authorization: Bearer <token>``.
+every endpoint but health and the OpenAPI description needs ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -32,16 +38,19 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 import duckdb
 
+from orbitwatch.errors import DiscoveryFileError
+from orbitwatch.http_edge import HttpEdge, HttpLimits
 from orbitwatch.result_formats import CONTENT_TYPES, WIRE_FORMATS, WireFormat, encode
 from storage.archive import ArchiveViews
 from storage.errors import QueryError, QueryRefusedError
@@ -49,7 +58,7 @@ from storage.guarded import GuardedResult, Parameters, QueryLimits, run_guarded
 from storage.saved_queries import SAVED_QUERIES, bind
 
 log = logging.getLogger(__name__)
-MAX_REQUEST_BYTES = 1024 * 1024
+SPARE_THREADS = 4  # HTTP worker threads beyond query.max_concurrent: for health, status and queries waiting a turn
 _STATUS = {
     "read_only": HTTPStatus.FORBIDDEN,
     "file_access": HTTPStatus.FORBIDDEN,
@@ -60,7 +69,15 @@ _STATUS = {
     "bad_request": HTTPStatus.BAD_REQUEST,
     "unauthorized": HTTPStatus.UNAUTHORIZED,
     "not_found": HTTPStatus.NOT_FOUND,
+    "method_not_allowed": HTTPStatus.METHOD_NOT_ALLOWED,
     "internal": HTTPStatus.INTERNAL_SERVER_ERROR,
+}
+_ENDPOINTS: dict[str, tuple[str, ...]] = {  # and /v1/saved/NAME: GET, POST
+    "/v1/health": ("GET",),
+    "/v1/openapi.json": ("GET",),
+    "/v1/status": ("GET",),
+    "/v1/saved": ("GET",),
+    "/v1/query": ("GET", "POST"),
 }
 Observer = Callable[[str, float], None]
 """Called with each query's outcome (``ok`` or an error kind) and its seconds, e.g. for metrics."""
@@ -100,6 +117,10 @@ class QueryService:
         queue_timeout_s: float = 120.0,
         backlog_share: float = 1.0,
         backlogged: Callable[[], bool] = lambda: False,
+        status: Callable[[], Mapping[str, object]] | None = None,
+        request_timeout_s: int = 30,
+        max_connections: int = 64,
+        max_body_bytes: int = 1024 * 1024,
     ) -> None:
         self.limits = limits
         self._token = token
@@ -108,6 +129,10 @@ class QueryService:
         self._queue_timeout_s = queue_timeout_s
         self._share = backlog_share
         self._backlogged = backlogged
+        self._status = status
+        self._http_limits = HttpLimits(
+            request_timeout_s, max_connections, max_body_bytes, max_concurrent + SPARE_THREADS
+        )
         self._paced_until = 0.0  # monotonic: while backlogged, no query starts before it
         self._observe = observe
         self._cursors: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
@@ -116,8 +141,7 @@ class QueryService:
             self._cursors.put(cursor)
         self._busy: set[duckdb.DuckDBPyConnection] = set()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._edge: HttpEdge | None = None
         self._discovery: Path | None = None
 
     # -- queries -----------------------------------------------------------------------------------------
@@ -207,21 +231,19 @@ class QueryService:
     def serve(self, host: str, port: int, discovery: Path | None = None) -> int:
         """Listen on ``host:port`` (0: any free port) in a background thread; returns the port.
 
-        ``discovery`` (``<db>.query.json``) gets the URL, so ``orbitwatch query`` finds the running daemon.
+        ``discovery`` (``<db>.query.json``) gets the URL, so ``orbitwatch query`` finds the running daemon; a
+        port that cannot be bound raises ``OSError``, a discovery file that cannot be written
+        ``DiscoveryFileError`` (and the service stops listening again).
         """
-        service = self
-
-        class Handler(_Handler):
-            owner = service
-
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="query-service", daemon=True)
-        self._thread.start()
-        bound = int(server.server_address[1])
+        self._edge = HttpEdge(self, self._http_limits, "orbitwatch-query/1")
+        bound = self._edge.start(host, port)
         if discovery is not None:
-            _write_discovery(discovery, f"http://{_url_host(host)}:{bound}", self._token is not None)
+            try:
+                _write_discovery(discovery, f"http://{_url_host(host)}:{bound}", self._token is not None)
+            except DiscoveryFileError:
+                self._edge.stop()
+                self._edge = None
+                raise
             self._discovery = discovery
         return bound
 
@@ -229,9 +251,8 @@ class QueryService:
         """Stop listening, interrupt running queries, and release the cursors (before the connection closes)."""
         if self._discovery is not None:
             self._discovery.unlink(missing_ok=True)
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        if self._edge is not None:
+            self._edge.close()
         with self._lock:
             for cursor in self._busy:
                 cursor.interrupt()
@@ -239,6 +260,9 @@ class QueryService:
         for _ in self._all:  # every cursor back in the pool: no query uses the connection any more
             with contextlib.suppress(queue.Empty):
                 self._cursors.get(timeout=max(0.0, deadline - time.monotonic()))
+        if self._edge is not None:
+            self._edge.join(max(0.0, deadline - time.monotonic()))
+            self._edge = None
         for cursor in self._all:
             with contextlib.suppress(duckdb.Error):
                 cursor.close()
@@ -256,53 +280,18 @@ class QueryService:
             with contextlib.suppress(OSError, AttributeError):
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
 
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        """The WSGI app: one request, one ``Answer`` (every failure an error object, never a traceback)."""
+        answer = self._route(environ)
+        headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body)))]
+        if answer.status == HTTPStatus.UNAUTHORIZED:
+            headers.append(("WWW-Authenticate", 'Bearer realm="orbitwatch"'))
+        start_response(f"{answer.status.value} {answer.status.phrase}", [*headers, *answer.headers])
+        return [answer.body]
 
-class _Handler(BaseHTTPRequestHandler):
-    owner: QueryService
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are two writes: without it, 40 ms of delayed ACK each
-    server_version = "orbitwatch-query/1"
-
-    def do_GET(self) -> None:
-        """Health, the saved-query list, a query or a saved query from the URL."""
-        self._answer(self._route("GET"))
-
-    def do_POST(self) -> None:
-        """A query or a saved query from a JSON body."""
-        self._answer(self._route("POST"))
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Requests are logged at debug level (a polling client must not flood the daemon's log)."""
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def _route(self, method: str) -> Answer:
-        url = urlsplit(self.path)
+    def _route(self, environ: WSGIEnvironment) -> Answer:
         try:
-            if url.path == "/v1/health":
-                return _json(HTTPStatus.OK, {"status": "ok"})
-            if not self.owner.authorized(self.headers.get("Authorization")):
-                raise ServiceError("unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>'")
-            args = self._arguments(method, url.query)
-            fmt = _format(args.pop("format", "json"))
-            if url.path == "/v1/saved" and method == "GET":
-                return _json(HTTPStatus.OK, _saved_list())
-            if url.path == "/v1/query":
-                sql = args.get("sql")
-                if not isinstance(sql, str) or not sql.strip():
-                    raise ServiceError("bad_request", 'give the SQL as "sql"')
-                params = args.get("params") or None
-                if params is not None and not isinstance(params, dict):
-                    raise ServiceError("bad_request", '"params" must be an object of name: value')
-                self.owner.lower_priority()
-                return _result(self.owner.run(sql, params), fmt)
-            if url.path.startswith("/v1/saved/"):
-                name = url.path.removeprefix("/v1/saved/")
-                given = args.get("params", {}) if method == "POST" else args
-                if not isinstance(given, dict):
-                    raise ServiceError("bad_request", '"params" must be an object of name: value')
-                self.owner.lower_priority()
-                return _result(self.owner.run_saved(name, {k: str(v) for k, v in given.items()}), fmt)
-            raise ServiceError("not_found", f"no endpoint {method} {url.path} (see /v1/saved, /v1/query)")
+            return self._dispatch(_Request.of(environ, self._http_limits.max_body_bytes))
         except ServiceError as exc:
             return _error(exc.kind, str(exc))
         except QueryRefusedError as exc:
@@ -311,37 +300,115 @@ class _Handler(BaseHTTPRequestHandler):
         except QueryError as exc:
             return _error("query", str(exc))
         except Exception as exc:  # a bug must cost one request a 500, not the daemon or the connection
-            log.exception("query service: unexpected error on %s %s", method, url.path)
+            log.exception(
+                "query service: unexpected error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
+            )
             return _error("internal", f"internal error ({type(exc).__name__}); see the daemon's log")
 
-    def _arguments(self, method: str, query: str) -> dict[str, Any]:
-        if method == "GET":
-            return {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_REQUEST_BYTES:
-            raise ServiceError("bad_request", f"request body over {MAX_REQUEST_BYTES} bytes")
+    def _dispatch(self, request: _Request) -> Answer:
+        path, method = request.path, request.method
+        _allow(path, method)
+        if path == "/v1/health":
+            return _json(HTTPStatus.OK, {"status": "ok"})
+        if path == "/v1/openapi.json":
+            return Answer(HTTPStatus.OK, CONTENT_TYPES["json"], _openapi())
+        if not self.authorized(request.authorization):
+            raise ServiceError("unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>'")
+        if path == "/v1/status":
+            if self._status is None:
+                raise ServiceError("not_found", "this service has no status (it is not part of a daemon)")
+            return _json(HTTPStatus.OK, self._status())
+        args = request.arguments()
+        fmt = _format(args.pop("format", "json"))
+        if path == "/v1/saved":
+            return _json(HTTPStatus.OK, _saved_list())
+        if path == "/v1/query":
+            sql = args.get("sql")
+            if not isinstance(sql, str) or not sql.strip():
+                raise ServiceError("bad_request", 'give the SQL as "sql"')
+            params = args.get("params") or None
+            if params is not None and not _is_parameters(params):
+                raise ServiceError("bad_request", '"params" must be an object of name: number or string')
+            self.lower_priority()
+            return _result(self.run(sql, params), fmt)
+        name = path.removeprefix("/v1/saved/")
+        given = args.get("params", {}) if method == "POST" else args
+        if not isinstance(given, dict):
+            raise ServiceError("bad_request", '"params" must be an object of name: value')
+        self.lower_priority()
+        return _result(self.run_saved(name, {k: str(v) for k, v in given.items()}), fmt)
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What the service reads of a WSGI request."""
+
+    method: str
+    path: str
+    query: str
+    authorization: str | None
+    body: bytes
+
+    @classmethod
+    def of(cls, environ: WSGIEnvironment, max_body_bytes: int) -> _Request:
+        """The request in ``environ``; a malformed or oversized body is refused (waitress refuses them first)."""
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        body = b""
+        if method == "POST":
+            declared = str(environ.get("CONTENT_LENGTH") or "0")
+            if not declared.isdigit():
+                raise ServiceError("bad_request", f"Content-Length must be a number of bytes, got {declared!r}")
+            if int(declared) > max_body_bytes:
+                raise ServiceError(
+                    "too_large", f"the request body is over {max_body_bytes} bytes (query.max_body_bytes)"
+                )
+            body = environ["wsgi.input"].read(int(declared))
+        return cls(
+            "GET" if method == "HEAD" else method,
+            str(environ.get("PATH_INFO", "/")),
+            str(environ.get("QUERY_STRING", "")),
+            environ.get("HTTP_AUTHORIZATION"),
+            body,
+        )
+
+    def arguments(self) -> dict[str, Any]:
+        """GET: the URL's arguments (the last of each); POST: the JSON object of the body (``format`` may be in
+        the URL)."""
+        if self.method == "GET":
+            return {k: v[-1] for k, v in parse_qs(self.query, keep_blank_values=True).items()}
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-        except json.JSONDecodeError as exc:
+            body = json.loads(self.body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ServiceError("bad_request", f"the body is not JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise ServiceError("bad_request", "the body must be a JSON object")
         args = cast(dict[str, Any], body)
-        url_args = parse_qs(query)
-        if "format" in url_args and "format" not in args:
-            args["format"] = url_args["format"][-1]
+        url_args = parse_qs(self.query, keep_blank_values=True)
+        if "format" in url_args:  # the body's format wins, but a wrong one in the URL is still wrong
+            args.setdefault("format", _format(url_args["format"][-1]))
         return args
 
-    def _answer(self, answer: Answer) -> None:
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        if answer.status == HTTPStatus.UNAUTHORIZED:
-            self.send_header("WWW-Authenticate", 'Bearer realm="orbitwatch"')
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(answer.body)
+
+def _allow(path: str, method: str) -> None:
+    """Refuse a path no endpoint has (``not_found``) or a method the endpoint does not take."""
+    if path.startswith("/v1/saved/") and path != "/v1/saved/":
+        allowed: tuple[str, ...] = ("GET", "POST")
+    elif path in _ENDPOINTS:
+        allowed = _ENDPOINTS[path]
+    else:
+        raise ServiceError("not_found", f"no endpoint {path} (see /v1/openapi.json)")
+    if method not in allowed:
+        raise ServiceError("method_not_allowed", f"{path} takes {' or '.join(allowed)}, not {method}")
+
+
+def _is_parameters(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, int | float | str) for v in value.values())
+
+
+@functools.cache
+def _openapi() -> bytes:
+    """The OpenAPI description shipped in the package (read once)."""
+    return resources.files("orbitwatch").joinpath("openapi.json").read_bytes()
 
 
 def _format(value: object) -> WireFormat:
@@ -385,8 +452,15 @@ def _url_host(host: str) -> str:
 def _write_discovery(path: Path, url: str, token_required: bool) -> None:
     """Write ``<db>.query.json`` atomically: where the running daemon answers queries."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "token_required": token_required}))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "token_required": token_required}))
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # e.g. its directory is not one
+            tmp.unlink(missing_ok=True)
+        raise DiscoveryFileError(
+            f"cannot write {path} (where `orbitwatch query` finds the running daemon): {exc.strerror or exc}"
+        ) from exc
 
 
 def discovery_path(db_path: Path) -> Path:

@@ -88,7 +88,8 @@ class QueryEndpoint:
         self._host, self._port, self._discovery = host, port, discovery
 
     def start(self) -> None:
-        """Listen (a port that cannot be bound is a ConfigError naming ``query.port``)."""
+        """Listen (a port that cannot be bound is a ConfigError naming ``query.port``; a discovery file that cannot
+        be written, a ``DiscoveryFileError`` naming the file and the cause, e.g. a full disk)."""
         try:
             port = self.service.serve(self._host, self._port, self._discovery)
         except OSError as exc:

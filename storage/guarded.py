@@ -6,8 +6,11 @@ one transaction, so never half a batch), and the writer goes on meanwhile (DuckD
 
 The guards, each refusal a ``QueryRefusedError`` whose ``kind`` names it:
 
-- ``read_only``: one statement, a ``SELECT`` (which includes ``FROM``-first, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``)
-  or an ``EXPLAIN``; the read-only transaction refuses any write that slips through (``nextval``...).
+- ``read_only``: one statement, a ``SELECT`` (which includes ``FROM``-first, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``,
+  ``UNPIVOT``), a ``PIVOT`` or an ``EXPLAIN``; the read-only transaction refuses any write that slips through
+  (``nextval``...). DuckDB parses a ``PIVOT`` without an ``IN`` list into a MULTI statement (it first reads the
+  pivot column's distinct values), which its JSON serializer cannot show: in one, the forbidden functions are
+  looked for in the text.
 - ``file_access``: the daemon's DuckDB runs with external access off (``storage.database.open_database``'s
   sandbox): only the archive directory and the database's own files can be read. DuckDB's permission error is
   reported as this kind.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +38,8 @@ from storage.errors import QueryError, QueryRefusedError
 
 _READ_STATEMENTS = {"SELECT", "EXPLAIN"}
 _FORBIDDEN_FUNCTIONS = {"checkpoint", "force_checkpoint"}
+_PIVOT = re.compile(r"\b(UN)?PIVOT\b", re.IGNORECASE)
+_FORBIDDEN_CALL = re.compile(r"\b((?:force_)?checkpoint)\b\W*\(", re.IGNORECASE)  # quoted or not
 _BATCH_ROWS = 65_536
 Parameters = dict[str, int | float | str]
 
@@ -64,11 +70,15 @@ def check_read_only(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
     if len(statements) != 1:
         raise QueryRefusedError("read_only", f"send exactly one statement per query (got {len(statements)})")
     kind = str(statements[0].type).rsplit(".", 1)[-1]
-    if kind not in _READ_STATEMENTS:
+    pivot = kind == "MULTI" and _PIVOT.search(sql) is not None
+    if kind not in _READ_STATEMENTS and not pivot:
         raise QueryRefusedError(
-            "read_only", f"only read statements (SELECT, EXPLAIN) are allowed; this is a {kind} statement"
+            "read_only", f"only read statements (SELECT, PIVOT, EXPLAIN) are allowed; this is a {kind} statement"
         )
-    called = _function_names(cursor, sql) & _FORBIDDEN_FUNCTIONS
+    if pivot:
+        called = {m.group(1).lower() for m in _FORBIDDEN_CALL.finditer(sql)}
+    else:
+        called = _function_names(cursor, sql) & _FORBIDDEN_FUNCTIONS
     if called:
         raise QueryRefusedError("read_only", f"{', '.join(sorted(called))}() is not allowed in a query")
 

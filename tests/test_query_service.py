@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 import duckdb
@@ -12,9 +17,12 @@ import httpx
 import polars as pl
 import pytest
 
+from ingest.errors import ConfigError
+from orbitwatch.errors import DiscoveryFileError
 from orbitwatch.query_client import QueryClient, QueryServiceError
 from orbitwatch.query_service import QueryService, discovery_path
-from orbitwatch.result_formats import WIRE_FORMATS, decode
+from orbitwatch.result_formats import CONTENT_TYPES, WIRE_FORMATS, decode
+from orbitwatch.services import QueryEndpoint
 from storage.database import open_database
 from storage.guarded import QueryLimits
 
@@ -254,3 +262,141 @@ def test_an_unexpected_error_is_a_500_for_that_request_only(
             assert client.query("SELECT 1 AS one")["one"].to_list() == [1]  # the service goes on
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "PIVOT ledger ON side USING sum(amount) GROUP BY batch ORDER BY batch",  # DuckDB: a MULTI statement
+        "WITH p AS (PIVOT ledger ON side USING sum(amount)) SELECT * FROM p",
+        "PIVOT ledger ON side IN ('credit', 'debit') USING sum(amount)",  # DuckDB: a SELECT
+        "UNPIVOT (SELECT 1 AS credit, 2 AS debit) ON credit, debit INTO NAME side VALUE amount",
+    ],
+)
+def test_pivot_and_unpivot_are_read_queries(history: duckdb.DuckDBPyConnection, tmp_path: Path, sql: str) -> None:
+    service, url = serve(history, tmp_path)
+    try:
+        with QueryClient(url) as client:
+            assert client.query(sql).height > 0
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize(
+    ("sql", "says"),
+    [
+        ("PIVOT (SELECT * FROM checkpoint()) ON database_name USING count(*)", "checkpoint() is not allowed"),
+        ('PIVOT (FROM "FORCE_CHECKPOINT" ()) ON database_name USING count(*)', "force_checkpoint() is not allowed"),
+        ("PIVOT ledger ON side USING sum(amount); DELETE FROM ledger", "exactly one statement"),
+    ],
+)
+def test_a_pivot_still_passes_the_guards(
+    history: duckdb.DuckDBPyConnection, tmp_path: Path, sql: str, says: str
+) -> None:
+    service, url = serve(history, tmp_path)
+    try:
+        with QueryClient(url) as client, pytest.raises(QueryServiceError) as refused:
+            client.query(sql)
+        assert (refused.value.kind, says in str(refused.value)) == ("read_only", True)
+        assert history.execute("SELECT count(*) FROM ledger").fetchall() == [(10,)]
+    finally:
+        service.stop()
+
+
+def test_status_is_the_daemons_document_behind_the_token(history: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    document = {"broker": {"reachable": False, "since": None, "outage_s": 12.5}, "partitions": [], "backlogged": True}
+    service, url = serve(history, tmp_path, token="s3cret", status=lambda: document)
+    try:
+        assert httpx.get(f"{url}/v1/status").status_code == 401
+        answer = httpx.get(f"{url}/v1/status", headers={"Authorization": "Bearer s3cret"})
+        assert (answer.status_code, answer.json()) == (200, document)
+    finally:
+        service.stop()
+    service, url = serve(history, tmp_path)  # not part of a daemon: no status
+    try:
+        answer = httpx.get(f"{url}/v1/status")
+        assert (answer.status_code, answer.json()["error"]) == (404, "not_found")
+    finally:
+        service.stop()
+
+
+def test_the_openapi_description_is_served_without_a_token_as_shipped(
+    history: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    service, url = serve(history, tmp_path, token="s3cret")
+    try:
+        answer = httpx.get(f"{url}/v1/openapi.json")
+        assert answer.status_code == 200
+        shipped = json.loads(resources.files("orbitwatch").joinpath("openapi.json").read_text())
+        assert answer.json() == shipped
+        assert set(shipped["paths"]) == {
+            "/v1/health",
+            "/v1/openapi.json",
+            "/v1/status",
+            "/v1/query",
+            "/v1/saved",
+            "/v1/saved/{name}",
+        }
+        assert set(shipped["paths"]["/v1/query"]["post"]["responses"]["200"]["content"]) == {
+            CONTENT_TYPES[fmt].split(";")[0] for fmt in WIRE_FORMATS
+        }
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "kind"),
+    [
+        ("DELETE", "/v1/query", 405, "method_not_allowed"),
+        ("POST", "/v1/saved", 405, "method_not_allowed"),
+        ("PUT", "/v1/saved/hottest-racks", 405, "method_not_allowed"),
+        ("GET", "/v2/query", 404, "not_found"),
+        ("GET", "/v1/saved/", 404, "not_found"),
+    ],
+)
+def test_unknown_endpoints_and_methods_are_error_objects(
+    history: duckdb.DuckDBPyConnection, tmp_path: Path, method: str, path: str, status: int, kind: str
+) -> None:
+    service, url = serve(history, tmp_path)
+    try:
+        answer = httpx.request(method, f"{url}{path}")
+        assert (answer.status_code, answer.json()["error"]) == (status, kind)
+    finally:
+        service.stop()
+
+
+def test_a_discovery_file_that_cannot_be_written_is_named_not_a_port_problem(
+    history: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    discovery = not_a_directory / "orbitwatch.duckdb.query.json"
+    endpoint = QueryEndpoint(QueryService(history, LIMITS), "127.0.0.1", 0, discovery)
+    with pytest.raises(DiscoveryFileError) as failed:
+        endpoint.start()
+    assert str(failed.value).startswith(f"cannot write {discovery} ")
+    assert "Not a directory" in str(failed.value)
+    assert "query.port" not in str(failed.value)
+    endpoint.stop()  # the service listens no more and gives its cursors back
+
+
+def test_a_full_disk_for_the_discovery_file_is_named_as_such(
+    history: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: Path, *args: object, **kwargs: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    discovery = discovery_path(tmp_path / "orbitwatch.duckdb")
+    with pytest.raises(DiscoveryFileError, match=f"cannot write {discovery} .*: No space left on device"):
+        QueryEndpoint(QueryService(history, LIMITS), "127.0.0.1", 0, discovery).start()
+
+
+def test_a_port_in_use_is_a_config_error_naming_query_port(history: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        endpoint = QueryEndpoint(QueryService(history, LIMITS), "127.0.0.1", port, discovery_path(tmp_path / "x"))
+        with pytest.raises(ConfigError, match=f"query.port: cannot listen on 127.0.0.1:{port}: Address already in use"):
+            endpoint.start()

@@ -99,6 +99,12 @@ def test_the_installed_package_ingests_alerts_and_answers(installed: Path, webho
     for args in (["--help"], ["run", "--help"], ["query", "--help"]):
         shown = subprocess.run([bin_dir / "orbitwatch", *args], check=False, env=env, capture_output=True, text=True)
         assert shown.returncode == 0, shown.stderr
+    served = (
+        "from importlib import resources; import json; print(len(json.loads(resources.files('orbitwatch')"
+        ".joinpath('openapi.json').read_text())['paths']))"
+    )
+    shipped = subprocess.run([bin_dir / "python", "-c", served], check=False, capture_output=True, text=True)
+    assert (shipped.returncode, shipped.stdout.strip()) == (0, "6"), shipped.stderr  # /v1/openapi.json's file
     port = free_port()
     broker = subprocess.Popen(
         [bin_dir / "orbitwatch", "broker", "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True
