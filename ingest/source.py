@@ -21,7 +21,7 @@ from kafka.structs import OffsetAndMetadata
 from ingest.broker_state import BrokerState
 from ingest.codec import RawBatch
 from ingest.errors import SourceError
-from ingest.resume import Resume, resume_position
+from ingest.resume import Claim, Resume, resume_position
 from ingest.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,18 @@ class OffsetStore(Protocol):
         """The partitions are this history's again."""
         ...
 
+    def claims(self) -> dict[int, int | None]:
+        """Partitions this history was assigned, at the offset it began reading each (None: reset)."""
+        ...
+
+    def record_claims(self, first_offsets: dict[int, int | None]) -> None:
+        """Remember partitions newly assigned and where this history begins reading them."""
+        ...
+
+    def forget_claims(self, partitions: list[int]) -> None:
+        """Partitions handed over before this history stored anything of them."""
+        ...
+
     def before_revoke(self) -> dict[int, int]:
         """Finish the batch in flight; the next offsets it stored (to commit before letting go)."""
         ...
@@ -71,6 +83,16 @@ class NoHistory:
         """Nothing to remember."""
 
     def forget_handovers(self, partitions: list[int]) -> None:
+        """Nothing to forget."""
+
+    def claims(self) -> dict[int, int | None]:
+        """No claims."""
+        return {}
+
+    def record_claims(self, first_offsets: dict[int, int | None]) -> None:
+        """Nothing to remember."""
+
+    def forget_claims(self, partitions: list[int]) -> None:
         """Nothing to forget."""
 
     def before_revoke(self) -> dict[int, int]:
@@ -123,6 +145,7 @@ class _SeekToStored(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         if not source.closing:  # a rebalance while running: another member takes these over
             stored = source.store.stored()
             source.store.record_handovers({p: stored[p] for p in partitions if p in stored})
+            source.store.forget_claims([p for p in partitions if p not in stored])
         log.info("partitions revoked: %s (committed %s)", partitions, offsets)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -176,8 +199,9 @@ class KafkaSource:
 
     def seek_to_stored(self, partitions: list[TopicPartition], committed: dict[TopicPartition, int | None]) -> None:
         """Position each partition where ``ingest.resume.resume_position`` says (DuckDB's offsets first)."""
-        stored, handed_over = self.store.stored(), self.store.handovers()
+        stored, handed_over, claims = self.store.stored(), self.store.handovers(), self.store.claims()
         decided: list[Resume] = []
+        new_claims: dict[int, int | None] = {}
         for tp in partitions:
             kafka = committed.get(tp)
             resume = resume_position(
@@ -186,8 +210,11 @@ class KafkaSource:
                 kafka if kafka is not None and kafka >= 0 else None,
                 handed_over=handed_over.get(tp.partition),
                 grouped=self._grouped,
+                claim=Claim(claims[tp.partition]) if tp.partition in claims else None,
             )
             decided.append(resume)
+            if tp.partition not in stored and tp.partition not in claims:
+                new_claims[tp.partition] = resume.offset
             if resume.offset is not None:
                 self.consumer.seek(tp, resume.offset)
             elif resume.source == "reread":
@@ -198,6 +225,7 @@ class KafkaSource:
                 )
                 reset(tp)
         self.store.forget_handovers([tp.partition for tp in partitions])
+        self.store.record_claims(new_claims)
         log.info(
             "partitions assigned: %s (DuckDB offsets %s, Kafka committed %s, resuming at %s)",
             sorted(tp.partition for tp in partitions),
@@ -254,9 +282,12 @@ class KafkaSource:
         """Commit the offsets a stored batch reached (after the DuckDB commit), for partitions still owned.
 
         Waits at most ``COMMIT_TIMEOUT_MS``; offsets whose commit failed are carried to the next call
-        (``retry_commit`` sends them once the broker answers again).
+        (``retry_commit`` sends them once the broker answers again). While the broker is known to be away, no
+        commit is tried (each would block the loop for the timeout): the offsets are carried at once.
         """
         self._uncommitted.update(next_offsets)
+        if not self.broker.reachable:
+            return
         owned = {tp.partition for tp in self.consumer.assignment()}
         offsets = self.offsets_to_commit({p: o for p, o in self._uncommitted.items() if p in owned})
         self._uncommitted = {}

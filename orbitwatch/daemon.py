@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,7 +120,7 @@ class Daemon:
             self.metrics.watch_backlog(lambda: delivery.backlog)
         self.backlogged = False  # the last batch was full: more is waiting (queries are paced meanwhile)
         self.queries = (
-            query_service(self._con, settings, self.metrics, lambda: self.backlogged)
+            query_service(self._con, settings, self.metrics, lambda: self.backlogged, self.status)
             if settings.query.enabled
             else None
         )
@@ -139,9 +139,8 @@ class Daemon:
         self._quiet = QuietDuringOutage(self.broker)
         for handler in logging.getLogger().handlers:  # kafka-python logs each failed reconnect
             handler.addFilter(self._quiet)
-        self.source = KafkaSource(
-            settings.kafka, HistoryOffsets(self.writer, settings.kafka.topic, self.in_flight), self.broker
-        )
+        self.offsets = HistoryOffsets(self.writer, settings.kafka.topic, self.in_flight)
+        self.source = KafkaSource(settings.kafka, self.offsets, self.broker)
         d = settings.daemon
         self.dlq_limit = DeadLetterLimit(d.dlq_max_ratio, d.dlq_window_messages, d.dlq_max_consecutive)
         self._stopping = False
@@ -178,7 +177,7 @@ class Daemon:
         self.source.commit(finished.next_offsets())
         self._observe(finished)
         self._progress.committed(finished.next_offsets(), finished.messages)
-        if not self._checkpointed:
+        if not self._checkpointed or self.offsets.unsaved_claims:
             self.checkpoint_once()
         if self.retention is not None:  # no batch prepared below this boundary is in flight any more
             self.retention.job.raw_fence = self._in_flight_boundary
@@ -298,10 +297,11 @@ class Daemon:
         self.metrics.observe_broker(state.reachable, state.outages)
 
     def checkpoint_once(self) -> None:
-        """CHECKPOINT after the first committed batch (no write in flight then), so the file itself holds
-        offsets: a history whose WAL is lost later re-reads from them (``ingest.resume``) instead of
-        looking new."""
+        """CHECKPOINT after the first committed batch, and after a batch that follows new partition claims
+        (no write in flight then), so the file itself holds offsets and claims: a history whose WAL is lost
+        later re-reads from them (``ingest.resume``) instead of looking new."""
         self._checkpointed = True
+        self.offsets.unsaved_claims = False
         try:
             self._con.execute("CHECKPOINT")
         except duckdb.Error as exc:
@@ -388,9 +388,14 @@ def newest_sample(con: duckdb.DuckDBPyConnection) -> datetime | None:
 
 
 def query_service(
-    con: duckdb.DuckDBPyConnection, settings: Settings, metrics: DaemonMetrics, backlogged: Callable[[], bool]
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    metrics: DaemonMetrics,
+    backlogged: Callable[[], bool],
+    status: Callable[[], Mapping[str, object]],
 ) -> QueryService:
-    """The query service the settings ask for (cursors made now, before the writer thread uses ``con``)."""
+    """The query service the settings ask for (cursors made now, before the writer thread uses ``con``);
+    ``status`` answers ``GET /v1/status`` (called only once the service listens)."""
     q = settings.query
     return QueryService(
         con,
@@ -403,6 +408,10 @@ def query_service(
         queue_timeout_s=q.queue_timeout_s,
         backlog_share=q.backlog_share,
         backlogged=backlogged,
+        status=status,
+        request_timeout_s=q.request_timeout_s,
+        max_connections=q.max_connections,
+        max_body_bytes=q.max_body_bytes,
     )
 
 

@@ -15,6 +15,9 @@ Tables (columns are documented in the README):
 - v5, offsets: ``partition_handovers``: partitions a rebalance moved to another member of the consumer
   group while this daemon ran, with the offset handed over (``ingest.resume`` tells a handover from a
   history that lost messages by it).
+- v6, offsets: ``partition_claims``: partitions this history was assigned, with the offset it began reading
+  each at (NULL: ``auto_offset_reset``), so a history that lost every batch of a partition (a restored
+  backup, a lost WAL) still knows the partition was its own and reads it again.
 """
 
 from __future__ import annotations
@@ -387,6 +390,18 @@ MIGRATIONS: tuple[Migration, ...] = (
                 kafka_partition INTEGER NOT NULL,
                 next_offset BIGINT NOT NULL,
                 handed_over_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (topic, kafka_partition))""",
+        ),
+    ),
+    Migration(
+        6,
+        "offsets: the partitions this history was assigned and where it began reading each",
+        (
+            """CREATE TABLE partition_claims (
+                topic VARCHAR NOT NULL,
+                kafka_partition INTEGER NOT NULL,
+                first_offset BIGINT,
+                claimed_at TIMESTAMPTZ NOT NULL,
                 PRIMARY KEY (topic, kafka_partition))""",
         ),
     ),

@@ -142,6 +142,32 @@ class HistoryWriter:
                 [topic, partitions],
             )
 
+    def claims(self, topic: str) -> dict[int, int | None]:
+        """Partitions this history was assigned, with the offset it began reading each at (None: the
+        consumer's ``auto_offset_reset``)."""
+        with self._con.cursor() as cursor:  # called from kafka-python's IO thread, like stored_offsets
+            rows = cursor.execute(
+                "SELECT kafka_partition, first_offset FROM partition_claims WHERE topic = ?", [topic]
+            ).fetchall()
+        return {int(p): None if o is None else int(o) for p, o in rows}
+
+    def record_claims(self, topic: str, first_offsets: dict[int, int | None]) -> None:
+        """Remember partitions newly assigned to this history and where it begins reading them (an existing
+        claim is kept)."""
+        with self._con.cursor() as cursor:
+            cursor.executemany(
+                "INSERT OR IGNORE INTO partition_claims VALUES (?, ?, ?, now())",
+                [[topic, p, o] for p, o in sorted(first_offsets.items())],
+            )
+
+    def forget_claims(self, topic: str, partitions: list[int]) -> None:
+        """Partitions handed over before this history stored any of their messages: no longer its own."""
+        with self._con.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM partition_claims WHERE topic = ? AND list_contains(?, kafka_partition)",
+                [topic, partitions],
+            )
+
     def write(self, batch: BatchToStore, compute_on: ComputeOn | None = None) -> StoredBatch:
         """Store one batch atomically; raises StorageError after rolling back on failure.
 

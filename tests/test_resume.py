@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.resume import Resume, resume_position
+from ingest.resume import Claim, Resume, resume_position
 
 
 @pytest.mark.parametrize("grouped", [True, False])
@@ -41,3 +41,22 @@ def test_without_a_stored_offset_a_static_shard_rereads_from_auto_offset_reset()
 @pytest.mark.parametrize("grouped", [True, False])
 def test_a_new_history_without_any_offset_reads_from_auto_offset_reset(grouped: bool) -> None:
     assert resume_position(0, None, None, grouped=grouped) == Resume(0, None, "reset")
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_a_claimed_partition_that_lost_every_batch_rereads_from_where_it_was_claimed(grouped: bool) -> None:
+    # Claimed at the group's offset 40, batches stored up to 300, all of them lost (a backup taken before
+    # the first batch, a WAL cut before it): the group's 300 is not this history's.
+    assert resume_position(2, None, 300, grouped=grouped, claim=Claim(40)) == Resume(2, 40, "reread", 260)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_a_partition_claimed_from_auto_offset_reset_rereads_from_it(grouped: bool) -> None:
+    assert resume_position(2, None, 300, grouped=grouped, claim=Claim(None)) == Resume(2, None, "reread")
+    assert resume_position(2, None, None, grouped=grouped, claim=Claim(None)) == Resume(2, None, "reset")
+
+
+def test_a_claim_never_outranks_stored_offsets_or_a_handover() -> None:
+    assert resume_position(2, 500, 300, claim=Claim(40)) == Resume(2, 500, "stored")
+    assert resume_position(2, None, 300, claim=Claim(40), handed_over=40) == Resume(2, 300, "committed")
+    assert resume_position(2, None, 40, claim=Claim(40)) == Resume(2, 40, "stored")
