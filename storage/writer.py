@@ -302,7 +302,8 @@ class HistoryWriter:
         except Exception as exc:
             self._rolled_back()
             if isinstance(exc, duckdb.Error | pl.exceptions.PolarsError):
-                raise StorageError(f"health refresh failed and was rolled back: {exc}") from exc
+                detail = disk_full_detail(self._path, exc)
+                raise StorageError(f"health refresh of {self._path} failed and was rolled back: {exc}{detail}") from exc
             raise
         self._committed()
         return changed

@@ -5,7 +5,8 @@ after the daemon's first commit a ballast file takes every free byte, so the nex
 Proved: the daemon stops (exit code 1) with an error naming the database file and the full disk, and
 what the file holds then is whole batches only (every stored frame counted in ``kafka_offsets`` with its
 64 GPU samples); after the ballast is removed a restarted daemon ingests the rest, and the ground truth
-holds exactly once.
+holds exactly once. A restart while the disk is still full fails at once with the same kind of message (not
+a port problem, issue 13).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 
 from tests.faults.conftest import Daemons, TopicFactory
 from tests.faults.ground_truth import SMALL_FLEET, assert_ground_truth, send
+from tests.faults.polling import wait_out_the_session
 from tests.integration.daemons import run_until_consumed
 from tests.integration.fleet import scalar
 
@@ -82,6 +84,16 @@ def test_a_full_disk_fails_the_batch_whole_and_a_restart_after_freeing_it_stores
     assert code == 1, log[-3000:]
     assert "No space left on device" in log, log[-3000:]
     assert str(db) in log, log[-3000:]
+
+    logged = len(log)
+    daemon.start()  # the disk still full: the restart fails at once, naming what it could not write
+    assert daemon.wait(60) == 1, daemon.log_text()[-3000:]
+    restart = daemon.log_text()[logged:]
+    assert "No space left on device" in restart, restart[-3000:]
+    assert str(db) in restart, restart[-3000:]  # the history or its <db>.query.json: a file beside it
+    assert "query.port" not in restart, restart[-3000:]
+    assert "Traceback" not in restart, restart[-3000:]
+    wait_out_the_session()  # it left the group mid-join: Tansu rejoins the next member only once it expired
 
     ballast.unlink()
     consumed = daemon.messages_consumed()
