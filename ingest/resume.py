@@ -26,8 +26,8 @@ Decision, for consumer groups of several members: a daemon that stops (SIGTERM, 
 handover, so that a restore of its cold backup re-reads what it lost. Its partitions, if another member
 stored them meanwhile, come back to it and are re-read from its own offsets: those frames are then in both
 histories. Static shards (``kafka.shard_index``/``shard_count``, recommended for scale-out) never overlap.
-With ``auto_offset_reset = "latest"``, a claim without an offset re-reads from the end: that setting already
-accepts skipping what came before.
+With ``auto_offset_reset = "latest"``, a re-read without an offset (a claim without one, a static shard
+without stored offsets) starts at the group's committed offset: the end would skip what nobody stored.
 """
 
 from __future__ import annotations

@@ -137,11 +137,12 @@ class _SeekToStored(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         # A batch still being written must reach DuckDB and Kafka before its partitions move on;
         # waiting blocks kafka-python's IO loop for at most one batch write.
         source = self._source
-        offsets = source.store.before_revoke()
+        partitions = sorted(tp.partition for tp in revoked)
+        # Offsets carried since a failed commit (a broker outage) go with the partitions, then the newest.
+        offsets = {**source.take_carried(partitions), **source.store.before_revoke()}
         if offsets:
             coordinator = source.consumer._coordinator
             await coordinator._commit_offsets_sync_async(source.offsets_to_commit(offsets))
-        partitions = sorted(tp.partition for tp in revoked)
         if not source.closing:  # a rebalance while running: another member takes these over
             stored = source.store.stored()
             source.store.record_handovers({p: stored[p] for p in partitions if p in stored})
@@ -217,13 +218,10 @@ class KafkaSource:
                 new_claims[tp.partition] = resume.offset
             if resume.offset is not None:
                 self.consumer.seek(tp, resume.offset)
-            elif resume.source == "reread":
-                reset = (
-                    self.consumer.seek_to_beginning
-                    if self._auto_offset_reset == "earliest"
-                    else self.consumer.seek_to_end
-                )
-                reset(tp)
+            elif resume.source == "reread" and self._auto_offset_reset == "earliest":
+                self.consumer.seek_to_beginning(tp)
+            elif resume.source == "reread" and kafka is not None and kafka >= 0:
+                self.consumer.seek(tp, kafka)  # "latest": the end would skip what nobody stored; the group's offset
         self.store.forget_handovers([tp.partition for tp in partitions])
         self.store.record_claims(new_claims)
         log.info(
@@ -303,6 +301,11 @@ class KafkaSource:
             self.broker.failed("offset commit", exc)
             return
         self.broker.succeeded()
+
+    def take_carried(self, partitions: list[int]) -> dict[int, int]:
+        """The carried (not yet committed) offsets of ``partitions``, no longer carried."""
+        carried = {p: self._uncommitted.pop(p, None) for p in partitions}  # pop: the main thread may commit now
+        return {p: o for p, o in carried.items() if o is not None}
 
     def retry_commit(self) -> None:
         """Commit offsets an earlier commit could not (nothing when there are none)."""

@@ -301,11 +301,17 @@ class Daemon:
         (no write in flight then), so the file itself holds offsets and claims: a history whose WAL is lost
         later re-reads from them (``ingest.resume``) instead of looking new."""
         self._checkpointed = True
-        self.offsets.unsaved_claims = False
+        claims, self.offsets.unsaved_claims = self.offsets.unsaved_claims, False
         try:
             self._con.execute("CHECKPOINT")
         except duckdb.Error as exc:
-            log.warning("CHECKPOINT of %s failed (retried at the next start): %s", self.settings.storage.path, exc)
+            self.offsets.unsaved_claims = claims  # retried after the next batch
+            log.warning(
+                "CHECKPOINT of %s failed (retried after the next batch%s): %s",
+                self.settings.storage.path,
+                " with new partition claims" if claims else " or at the next start",
+                exc,
+            )
 
     def status(self) -> dict[str, object]:
         """What ``GET /v1/status`` answers: the broker's state, each partition's offsets and lag, the last

@@ -79,6 +79,7 @@ _ENDPOINTS: dict[str, tuple[str, ...]] = {  # and /v1/saved/NAME: GET, POST
     "/v1/saved": ("GET",),
     "/v1/query": ("GET", "POST"),
 }
+_HEAD_TOO = {"/v1/health", "/v1/openapi.json"}
 Observer = Callable[[str, float], None]
 """Called with each query's outcome (``ok`` or an error kind) and its seconds, e.g. for metrics."""
 
@@ -86,9 +87,10 @@ Observer = Callable[[str, float], None]
 class ServiceError(Exception):
     """A request the service answers with an error: ``kind`` (see ``_STATUS``) and a message."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
         self.kind = kind
+        self.headers = headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,13 +289,14 @@ class QueryService:
         if answer.status == HTTPStatus.UNAUTHORIZED:
             headers.append(("WWW-Authenticate", 'Bearer realm="orbitwatch"'))
         start_response(f"{answer.status.value} {answer.status.phrase}", [*headers, *answer.headers])
-        return [answer.body]
+        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [answer.body]  # HEAD: the headers only
 
     def _route(self, environ: WSGIEnvironment) -> Answer:
         try:
             return self._dispatch(_Request.of(environ, self._http_limits.max_body_bytes))
         except ServiceError as exc:
-            return _error(exc.kind, str(exc))
+            error = _error(exc.kind, str(exc))
+            return Answer(error.status, error.content_type, error.body, exc.headers)
         except QueryRefusedError as exc:
             log.info("query refused (%s): %s", exc.kind, exc)
             return _error(exc.kind, str(exc))
@@ -364,7 +367,7 @@ class _Request:
                 )
             body = environ["wsgi.input"].read(int(declared))
         return cls(
-            "GET" if method == "HEAD" else method,
+            method,
             str(environ.get("PATH_INFO", "/")),
             str(environ.get("QUERY_STRING", "")),
             environ.get("HTTP_AUTHORIZATION"),
@@ -378,7 +381,7 @@ class _Request:
             return {k: v[-1] for k, v in parse_qs(self.query, keep_blank_values=True).items()}
         try:
             body = json.loads(self.body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[...
             raise ServiceError("bad_request", f"the body is not JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise ServiceError("bad_request", "the body must be a JSON object")
@@ -397,8 +400,14 @@ def _allow(path: str, method: str) -> None:
         allowed = _ENDPOINTS[path]
     else:
         raise ServiceError("not_found", f"no endpoint {path} (see /v1/openapi.json)")
+    if path in _HEAD_TOO:  # HEAD only where answering costs nothing (not a query)
+        allowed = (*allowed, "HEAD")
     if method not in allowed:
-        raise ServiceError("method_not_allowed", f"{path} takes {' or '.join(allowed)}, not {method}")
+        raise ServiceError(
+            "method_not_allowed",
+            f"{path} takes {' or '.join(allowed)}, not {method}",
+            (("Allow", ", ".join(allowed)),),
+        )
 
 
 def _is_parameters(value: object) -> bool:

@@ -9,8 +9,9 @@ The guards, each refusal a ``QueryRefusedError`` whose ``kind`` names it:
 - ``read_only``: one statement, a ``SELECT`` (which includes ``FROM``-first, ``DESCRIBE``, ``SHOW``, ``SUMMARIZE``,
   ``UNPIVOT``), a ``PIVOT`` or an ``EXPLAIN``; the read-only transaction refuses any write that slips through
   (``nextval``...). DuckDB parses a ``PIVOT`` without an ``IN`` list into a MULTI statement (it first reads the
-  pivot column's distinct values), which its JSON serializer cannot show: in one, the forbidden functions are
-  looked for in the text.
+  pivot column's distinct values), which its JSON serializer cannot show: such a statement must begin with
+  ``PIVOT``, ``UNPIVOT``, ``SELECT``, ``FROM`` or ``WITH`` (so ``COPY (PIVOT ...) TO``, ``CREATE TABLE ... AS
+  PIVOT`` and ``INSERT ... PIVOT`` are refused), and the forbidden functions are looked for in its text.
 - ``file_access``: the daemon's DuckDB runs with external access off (``storage.database.open_database``'s
   sandbox): only the archive directory and the database's own files can be read. DuckDB's permission error is
   reported as this kind.
@@ -39,6 +40,8 @@ from storage.errors import QueryError, QueryRefusedError
 _READ_STATEMENTS = {"SELECT", "EXPLAIN"}
 _FORBIDDEN_FUNCTIONS = {"checkpoint", "force_checkpoint"}
 _PIVOT = re.compile(r"\b(UN)?PIVOT\b", re.IGNORECASE)
+_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*(\w*)", re.DOTALL)  # comments, "(" skipped
+_READ_LEADS = {"PIVOT", "UNPIVOT", "SELECT", "FROM", "WITH"}  # what a read-only MULTI may begin with
 _FORBIDDEN_CALL = re.compile(r"\b((?:force_)?checkpoint)\b\W*\(", re.IGNORECASE)  # quoted or not
 _BATCH_ROWS = 65_536
 Parameters = dict[str, int | float | str]
@@ -70,7 +73,7 @@ def check_read_only(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
     if len(statements) != 1:
         raise QueryRefusedError("read_only", f"send exactly one statement per query (got {len(statements)})")
     kind = str(statements[0].type).rsplit(".", 1)[-1]
-    pivot = kind == "MULTI" and _PIVOT.search(sql) is not None
+    pivot = kind == "MULTI" and _PIVOT.search(sql) is not None and _leading_keyword(sql) in _READ_LEADS
     if kind not in _READ_STATEMENTS and not pivot:
         raise QueryRefusedError(
             "read_only", f"only read statements (SELECT, PIVOT, EXPLAIN) are allowed; this is a {kind} statement"
@@ -81,6 +84,12 @@ def check_read_only(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
         called = _function_names(cursor, sql) & _FORBIDDEN_FUNCTIONS
     if called:
         raise QueryRefusedError("read_only", f"{', '.join(sorted(called))}() is not allowed in a query")
+
+
+def _leading_keyword(sql: str) -> str:
+    """The first keyword of ``sql``, upper case (comments and opening parentheses skipped)."""
+    match = _LEADING.match(sql)
+    return match.group(1).upper() if match else ""
 
 
 def run_guarded(

@@ -221,3 +221,46 @@ def test_keep_alive_serves_several_requests_on_one_connection(live: Live) -> Non
             answer = client.post("/v1/query", json={"sql": "SELECT $n AS n", "params": {"n": n}})
             assert answer.json() == [{"n": n}]
         assert client.get("/v1/status").json() == STATUS
+
+
+def test_head_answers_headers_only_and_keep_alive_goes_on(live: Live) -> None:
+    with socket.create_connection((live.host, live.port), timeout=5) as sock:
+        sock.sendall(b"HEAD /v1/health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)
+        received = sock.recv(65536)
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), received
+    assert b"content-length: 16" in head.lower(), received  # the GET's length, without its body
+    assert rest.startswith(b"HTTP/1.1 200"), f"the HEAD answer carried a body into the next answer: {received!r}"
+    assert rest.endswith(b'{"status": "ok"}'), received
+    answer = httpx.head(f"{live.url}/v1/query", params={"sql": "SELECT 1"}, headers=AUTH)
+    assert (answer.status_code, answer.headers["allow"]) == (405, "GET, POST")  # a query is not run for HEAD
+
+
+def test_a_wrong_method_names_the_allowed_ones(live: Live) -> None:
+    answer = httpx.delete(f"{live.url}/v1/saved", headers=AUTH)
+    assert (answer.status_code, answer.headers["allow"], answer.json()["error"]) == (405, "GET", "method_not_allowed")
+
+
+def test_a_deeply_nested_body_is_a_400_not_a_traceback(live: Live, caplog: pytest.LogCaptureFixture) -> None:
+    body = b"[" * 2000 + b"]" * 2000  # deeper than Python's recursion limit, within the body limit
+    status, error = _error_of(_exchange(live, _post(f"Content-Length: {len(body)}\r\nConnection: close\r\n", body)))
+    assert (status, error["error"]) == (400, "bad_request")
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_past_the_connection_limit_a_client_waits_for_a_free_one(live: Live) -> None:
+    with httpx.Client(base_url=live.url) as client:
+        started = time.perf_counter()
+        assert client.get("/v1/health").status_code == 200
+        assert time.perf_counter() - started < 0.5  # under the limit: at once
+    idle = [socket.create_connection((live.host, live.port), timeout=15) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.2)
+        started = time.perf_counter()
+        assert httpx.get(f"{live.url}/v1/health", timeout=15).status_code == 200
+        waited = time.perf_counter() - started
+        assert waited >= TIMEOUT_S * 0.8, f"served after {waited:.2f} s: the limit let a connection past it"
+    finally:
+        for sock in idle:
+            sock.close()

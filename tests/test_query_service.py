@@ -288,6 +288,9 @@ def test_pivot_and_unpivot_are_read_queries(history: duckdb.DuckDBPyConnection, 
         ("PIVOT (SELECT * FROM checkpoint()) ON database_name USING count(*)", "checkpoint() is not allowed"),
         ('PIVOT (FROM "FORCE_CHECKPOINT" ()) ON database_name USING count(*)', "force_checkpoint() is not allowed"),
         ("PIVOT ledger ON side USING sum(amount); DELETE FROM ledger", "exactly one statement"),
+        ("COPY (PIVOT ledger ON side USING sum(amount)) TO 'out.parquet'", "this is a MULTI statement"),
+        ("CREATE TEMP TABLE ledger AS PIVOT ledger ON side USING sum(amount)", "this is a MULTI statement"),
+        ("/* a */ INSERT INTO ledger FROM (PIVOT ledger ON side USING sum(amount))", "this is a MULTI statement"),
     ],
 )
 def test_a_pivot_still_passes_the_guards(
@@ -299,6 +302,10 @@ def test_a_pivot_still_passes_the_guards(
             client.query(sql)
         assert (refused.value.kind, says in str(refused.value)) == ("read_only", True)
         assert history.execute("SELECT count(*) FROM ledger").fetchall() == [(10,)]
+        with QueryClient(url) as client:  # no cursor of the service sees a table of the refused statement
+            for _ in range(3):
+                assert client.query("SELECT count(*) AS n FROM ledger")["n"].to_list() == [10]
+        assert not (tmp_path / "out.parquet").exists()
     finally:
         service.stop()
 

@@ -56,7 +56,6 @@ def test_a_partition_claimed_from_auto_offset_reset_rereads_from_it(grouped: boo
     assert resume_position(2, None, None, grouped=grouped, claim=Claim(None)) == Resume(2, None, "reset")
 
 
-def test_a_claim_never_outranks_stored_offsets_or_a_handover() -> None:
+def test_a_claim_never_outranks_stored_offsets() -> None:
     assert resume_position(2, 500, 300, claim=Claim(40)) == Resume(2, 500, "stored")
-    assert resume_position(2, None, 300, claim=Claim(40), handed_over=40) == Resume(2, 300, "committed")
     assert resume_position(2, None, 40, claim=Claim(40)) == Resume(2, 40, "stored")

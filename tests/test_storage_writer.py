@@ -332,3 +332,20 @@ def test_second_process_gets_database_locked_error(db_path: Path) -> None:
         holder.stdout.close()
     # Once the holder is gone the file opens again.
     open_database(db_path).close()
+
+
+def test_partition_claims_keep_the_first_offset_survive_a_reopen_and_can_be_forgotten(db_path: Path) -> None:
+    con = open_database(db_path)
+    writer = HistoryWriter(con)
+    writer.record_claims("telemetry", {0: 40, 1: None})
+    writer.record_claims("telemetry", {0: 900, 2: 7})  # a claim already made is kept
+    writer.record_claims("other", {0: 1})
+    assert writer.claims("telemetry") == {0: 40, 1: None, 2: 7}
+    con.close()
+    con = open_database(db_path)
+    writer = HistoryWriter(con)
+    assert writer.claims("telemetry") == {0: 40, 1: None, 2: 7}
+    writer.forget_claims("telemetry", [1, 2])
+    assert writer.claims("telemetry") == {0: 40}
+    assert writer.claims("other") == {0: 1}
+    con.close()
