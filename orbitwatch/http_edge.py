@@ -34,6 +34,9 @@ from waitress.task import ErrorTask
 from waitress.utilities import Error
 
 log = logging.getLogger(__name__)
+# Waitress warns "Task queue depth is N" for every request that waits for a worker thread: under a burst of
+# clients, a line per request. Waiting is the design (the query service's slots and pacing); not a warning.
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 _ERROR_KINDS = {413: "too_large", 431: "too_large", 500: "internal"}  # any other error of waitress: bad_request
 
 
