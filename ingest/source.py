@@ -205,10 +205,11 @@ class KafkaSource:
         new_claims: dict[int, int | None] = {}
         for tp in partitions:
             kafka = committed.get(tp)
+            group_offset = kafka if kafka is not None and kafka >= 0 else None
             resume = resume_position(
                 tp.partition,
                 stored.get(tp.partition),
-                kafka if kafka is not None and kafka >= 0 else None,
+                group_offset,
                 handed_over=handed_over.get(tp.partition),
                 grouped=self._grouped,
                 claim=Claim(claims[tp.partition]) if tp.partition in claims else None,
@@ -220,8 +221,8 @@ class KafkaSource:
                 self.consumer.seek(tp, resume.offset)
             elif resume.source == "reread" and self._auto_offset_reset == "earliest":
                 self.consumer.seek_to_beginning(tp)
-            elif resume.source == "reread" and kafka is not None and kafka >= 0:
-                self.consumer.seek(tp, kafka)  # "latest": the end would skip what nobody stored; the group's offset
+            elif resume.source == "reread" and group_offset is not None:
+                self.consumer.seek(tp, group_offset)  # "latest": the end would skip what nobody stored
         self.store.forget_handovers([tp.partition for tp in partitions])
         self.store.record_claims(new_claims)
         log.info(

@@ -178,7 +178,7 @@ class Daemon:
         self._observe(finished)
         self._progress.committed(finished.next_offsets(), finished.messages)
         if not self._checkpointed or self.offsets.unsaved_claims:
-            self.checkpoint_once()
+            self.checkpoint_history()
         if self.retention is not None:  # no batch prepared below this boundary is in flight any more
             self.retention.job.raw_fence = self._in_flight_boundary
         self.apply_alert_commands()  # alerts CLI: no write in flight now (taken above, the next not submitted)
@@ -296,7 +296,7 @@ class Daemon:
         state = self.broker.status()
         self.metrics.observe_broker(state.reachable, state.outages)
 
-    def checkpoint_once(self) -> None:
+    def checkpoint_history(self) -> None:
         """CHECKPOINT after the first committed batch, and after a batch that follows new partition claims
         (no write in flight then), so the file itself holds offsets and claims: a history whose WAL is lost
         later re-reads from them (``ingest.resume``) instead of looking new."""

@@ -42,7 +42,7 @@ _FORBIDDEN_FUNCTIONS = {"checkpoint", "force_checkpoint"}
 _PIVOT = re.compile(r"\b(UN)?PIVOT\b", re.IGNORECASE)
 _LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*(\w*)", re.DOTALL)  # comments, "(" skipped
 _READ_LEADS = {"PIVOT", "UNPIVOT", "SELECT", "FROM", "WITH"}  # what a read-only MULTI may begin with
-_FORBIDDEN_CALL = re.compile(r"\b((?:force_)?checkpoint)\b\W*\(", re.IGNORECASE)  # quoted or not
+_FORBIDDEN_CALL = re.compile(rf"\b({'|'.join(sorted(_FORBIDDEN_FUNCTIONS))})\b\W*\(", re.IGNORECASE)  # quoted or not
 _BATCH_ROWS = 65_536
 Parameters = dict[str, int | float | str]
 

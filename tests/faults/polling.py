@@ -1,47 +1,21 @@
-"""Conditions the fault scenarios poll for instead of sleeping: a daemon's answers and status, its log."""
+"""Conditions the fault scenarios poll for instead of sleeping: a daemon's status, its log, an idle run."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
-from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 import httpx
 import jsonschema
-import polars as pl
 
-from orbitwatch.query_client import QueryClient, QueryServiceError
+from orbitwatch.query_client import QueryClient
 from tests.integration.daemons import GROUP_SETTINGS, DaemonProcess
 
 SESSION_TIMEOUT_S = int(GROUP_SETTINGS["ORBITWATCH_KAFKA__SESSION_TIMEOUT_MS"]) / 1000
-
-
-def until_answer(
-    daemon: DaemonProcess, sql: str, done: Callable[[pl.DataFrame], bool], timeout_s: float = 60.0
-) -> pl.DataFrame:
-    """Ask the running daemon's query service ``sql`` until ``done(answer)``; returns that answer.
-
-    Fails when the daemon exits or ``timeout_s`` passes first (with the end of its log).
-    """
-    deadline = time.monotonic() + timeout_s
-    last: pl.DataFrame | None = None
-    while time.monotonic() < deadline:
-        assert daemon.process is not None
-        assert daemon.process.poll() is None, f"the daemon exited: {daemon.log_text()[-3000:]}"
-        client = QueryClient.discover(daemon.db, timeout_s=5.0)
-        if client is not None:
-            with client:
-                try:
-                    last = client.query(sql)
-                except QueryServiceError:
-                    last = None
-            if last is not None and done(last):
-                return last
-        time.sleep(0.05)
-    raise AssertionError(f"not answered as expected within {timeout_s} s: {sql}\n{last}\n{daemon.log_text()[-3000:]}")
 
 
 def wait_out_the_session() -> None:
@@ -72,6 +46,7 @@ def status(daemon: DaemonProcess) -> dict[str, Any] | None:
     return answer if isinstance(answer, dict) else None
 
 
+@functools.cache
 def _status_schema() -> dict[str, Any]:
     """The OpenAPI description's ``Status`` as a JSON schema (OpenAPI 3.0's ``nullable`` as a null type)."""
     document = json.loads(resources.files("orbitwatch").joinpath("openapi.json").read_text())

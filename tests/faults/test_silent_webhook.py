@@ -26,7 +26,6 @@ import pytest
 from simulator.config import FaultSpec, SimulationConfig
 from tests.faults.conftest import Daemons, TopicFactory
 from tests.faults.ground_truth import assert_ground_truth, send
-from tests.faults.polling import until_answer
 from tests.faults.servers import SilentServer
 from tests.integration.daemons import CONSUMED_SQL, run_until_consumed
 from tests.integration.test_alert_delivery_e2e import outbox_rows
@@ -102,10 +101,10 @@ def test_a_webhook_that_never_answers_holds_up_neither_ingestion_nor_shutdown(
     daemon.start()
 
     hung_at = until_accepted(silent, 1)  # the first delivery attempt hangs from here on
-    at_hang = consumed(until_answer(daemon, CONSUMED_SQL, lambda _: True))
+    at_hang = consumed(daemon.until_answer(CONSUMED_SQL, lambda _: True))
     # Two batches beyond the count at the hang (one may have been in flight already), or the whole backlog.
     enough = min(at_hang + 2 * BATCH, sent.messages)
-    later = consumed(until_answer(daemon, CONSUMED_SQL, lambda a: consumed(a) >= enough, timeout_s=HOOK_TIMEOUT_S))
+    later = consumed(daemon.until_answer(CONSUMED_SQL, lambda a: consumed(a) >= enough, timeout_s=HOOK_TIMEOUT_S))
     assert time.monotonic() - hung_at < HOOK_TIMEOUT_S, "the first attempt timed out meanwhile"
     assert silent.accepted == 1, "the first attempt ended meanwhile"
     assert at_hang < sent.messages, "the backlog was ingested before the first delivery attempt"
@@ -113,7 +112,7 @@ def test_a_webhook_that_never_answers_holds_up_neither_ingestion_nor_shutdown(
 
     daemon.wait_for_progress(sent.messages - 1, timeout_s=60)  # the whole backlog, deliveries hanging
     until_accepted(silent, 2)  # retried after the first attempt timed out
-    rows = until_answer(daemon, OUTBOX_SQL, lambda a: a.height > 0 and a["attempts"].sum() > 0)
+    rows = daemon.until_answer(OUTBOX_SQL, lambda a: a.height > 0 and a["attempts"].sum() > 0)
     assert set(rows["state"]) == {"pending"}, rows
     assert any(f"no answer within {HOOK_TIMEOUT_S} s" in (e or "") for e in rows["last_error"]), rows
 

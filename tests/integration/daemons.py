@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from orbitwatch.query_client import QueryClient, QueryServiceError
 
@@ -82,7 +83,21 @@ class DaemonProcess:
         Asked through the daemon's query service (the file is locked while it runs), so a test can kill it
         mid-ingestion however slow its start-up is on a loaded machine.
         """
+        frame = self.until_answer(
+            CONSUMED_SQL, lambda f: int(f[0, 0]) > beyond, timeout_s, f"no progress beyond {beyond} messages"
+        )
+        return int(frame[0, 0])
+
+    def until_answer(
+        self, sql: str, done: Callable[[pl.DataFrame], bool], timeout_s: float = 60.0, what: str | None = None
+    ) -> pl.DataFrame:
+        """Ask the running daemon's query service ``sql`` until ``done(answer)``; returns that answer.
+
+        Fails when the daemon exits or ``timeout_s`` passes first (saying ``what`` did not happen, with the
+        end of its log).
+        """
         deadline = time.monotonic() + timeout_s
+        last: pl.DataFrame | None = None
         while time.monotonic() < deadline:
             assert self.process is not None
             assert self.process.poll() is None, f"the daemon exited: {self.log_text()[-3000:]}"
@@ -90,13 +105,14 @@ class DaemonProcess:
             if client is not None:
                 with client:
                     try:
-                        frame = client.query(CONSUMED_SQL)
+                        last = client.query(sql)
                     except QueryServiceError:
-                        frame = None
-                if frame is not None and int(frame[0, 0]) > beyond:
-                    return int(frame[0, 0])
+                        last = None
+                if last is not None and done(last):
+                    return last
             time.sleep(0.05)
-        raise AssertionError(f"no progress beyond {beyond} messages in {timeout_s} s: {self.log_text()[-3000:]}")
+        what = what or f"not answered as expected: {sql}\n{last}"
+        raise AssertionError(f"{what} in {timeout_s} s: {self.log_text()[-3000:]}")
 
     def log_text(self) -> str:
         """Everything the daemon logged."""
