@@ -59,7 +59,7 @@ from alerting.lifecycle import (
 from alerting.outbox import enqueue
 from alerting.payload import AlertItem
 from alerting.rules import ROUTING_LABEL, RuleSet, Scope
-from storage.database import insert_rows
+from storage.database import database_path, disk_full_detail, insert_rows
 from storage.errors import StorageError
 
 Action = Literal["ack", "unack", "shelve", "unshelve"]
@@ -110,7 +110,11 @@ class AlertTables:
         except duckdb.Error as exc:
             with contextlib.suppress(duckdb.Error):
                 self._con.execute("ROLLBACK")
-            raise StorageError(f"storing the alert commands failed and was rolled back: {exc}") from exc
+            path = database_path(self._con)
+            where = f" in {path}" if path is not None else ""
+            raise StorageError(
+                f"storing the alert commands{where} failed and was rolled back: {exc}{disk_full_detail(path, exc)}"
+            ) from exc
         self._pending = state
         self.committed()
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from alerting.rules import RuleSet, parse_rules
@@ -35,6 +36,7 @@ from storage.alerts import (
 )
 from storage.database import open_database
 from storage.derived import DerivedTables
+from storage.errors import StorageError
 from storage.writer import HistoryWriter
 from tests.helpers.frames import DEFAULT_SAMPLED_AT, encode_message, gpu_sample, rack_frame, raw_batch, registry
 
@@ -392,3 +394,13 @@ def test_dry_run_needs_the_database_and_a_valid_rules_file(history: Path, tmp_pa
     assert wrong.returncode == 1
     assert "nope" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+
+
+def test_a_failed_store_of_alert_commands_names_the_file_and_keeps_the_state(
+    daemon_like: AlertTables, db: Path
+) -> None:
+    before = daemon_like.state
+    duplicated = pl.concat([before, before.head(1)])  # the fingerprint twice: the primary key refuses it
+    with pytest.raises(StorageError, match=f"storing the alert commands in {db} failed and was rolled back"):
+        daemon_like.replace_state(duplicated)
+    assert daemon_like.state.equals(before)
