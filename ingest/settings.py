@@ -245,6 +245,43 @@ class RetentionSettings(_Section):
         return self
 
 
+class WebSettings(_Section):
+    """``orbitwatch web``: the operators' web view (a process of its own, reading through query services)."""
+
+    host: str = Field("127.0.0.1", description="listen address; beyond loopback a token is required")
+    port: int = Field(9470, ge=0, le=65535, description="0 picks a free port (printed at start-up)")
+    token: SecretStr | None = Field(
+        None, description="when set, acknowledging and shelving from the pages needs it (pages stay readable)"
+    )
+    urls: list[str] = Field(
+        default_factory=list,
+        description="query services of the daemons to show (one per shard); empty: the daemon of storage.path, "
+        "or its file read-only when no daemon runs",
+    )
+    service_token: SecretStr | None = Field(None, description="bearer token of the query services (default: query.token)")
+    poll_interval_s: float = Field(
+        0.25, ge=0.05, le=10, description="how often each daemon's last commit is checked to push page updates"
+    )
+    max_live_clients: int = Field(16, ge=1, le=256, description="pages kept up to date at once (one thread each)")
+
+    @field_validator("urls")
+    @classmethod
+    def _urls_are_http(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _remote_needs_a_token(self) -> WebSettings:
+        if self.token is None and not _is_loopback(self.host):
+            raise ValueError(
+                f"web.host {self.host!r} is not a loopback address: set web.token (actions then need it) or "
+                "listen on 127.0.0.1"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """All orbitwatch settings."""
 
@@ -260,6 +297,7 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = AlertingSettings()
     query: QuerySettings = QuerySettings()
     retention: RetentionSettings = RetentionSettings()
+    web: WebSettings = WebSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -335,14 +334,13 @@ def _target(state: pl.DataFrame, fingerprints: list[str]) -> str:
 
 def _wait_for(spooled: Path, wait_s: float) -> None:
     """Wait up to ``wait_s`` for the daemon to take ``spooled``; report whether it was applied or rejected."""
-    reason = spooled.parent / "rejected" / (spooled.name + ".reason")
-    deadline = time.monotonic() + wait_s
-    while spooled.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if spooled.exists():
+    from storage.alerts import spool_outcome
+
+    outcome, reason = spool_outcome(spooled, wait_s)
+    if outcome == "spooled":
         click.echo(f"not applied yet after {wait_s:g} s (is the daemon running?); it stays spooled")
-    elif reason.exists():
-        raise click.ClickException(f"the daemon rejected the command: {reason.read_text().strip()}")
+    elif outcome == "rejected":
+        raise click.ClickException(f"the daemon rejected the command: {reason}")
     else:
         click.echo("the daemon applied it")
 
@@ -413,8 +411,9 @@ def _spool(path: Path, command: Any, wait_s: float) -> None:
 
 
 def _fields(command: Any) -> dict[str, Any]:
-    names = ("action", "fingerprint", "match", "until", "requested_at", "requested_by")
-    return {name: getattr(command, name) for name in names}
+    from storage.alerts import COMMAND_FIELDS
+
+    return {name: getattr(command, name) for name in COMMAND_FIELDS}
 
 
 def _user() -> str:

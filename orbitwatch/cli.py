@@ -1,5 +1,5 @@
 """The ``orbitwatch`` command line: run, simulate, query, sql, replay, check-config, health, broker, demo, rules,
-alerts, archive."""
+alerts, archive, web."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from ingest.errors import IngestError
 from ingest.settings import redacted
 from orbitwatch.alerts_cmd import alerts, rules_dry_run
 from orbitwatch.archive_cmd import archive
-from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit, setup_logging
+from orbitwatch.cli_common import CONFIG_OPTION, open_history, settings_or_exit, setup_logging
 from orbitwatch.demo import demo
 from orbitwatch.errors import OrbitwatchError
 from orbitwatch.query_client import QueryClient, QueryServiceError
 from orbitwatch.render import from_frame, render
 from orbitwatch.simulate_cmd import simulate
+from orbitwatch.web_cmd import web
 from storage.errors import StorageError
 from storage.query import OutputFormat, run_query
 
@@ -35,25 +36,7 @@ DBS_OPTION = click.option(
 
 def _open_history(config_path: Path | None, dbs: tuple[Path, ...]) -> duckdb.DuckDBPyConnection:
     """The history read-only: one file, or several shards together (``--db`` repeated)."""
-    from storage.archive import attach_archive, relocated_root
-    from storage.database import open_database
-    from storage.shards import open_shards
-
-    paths = list(dbs) or [settings_or_exit(config_path).storage.path]
-    if len(paths) > 1:
-        return open_shards(paths)
-    con = open_database(paths[0], read_only=True)
-    root = relocated_root(con, paths[0])  # a copy: its archive beside it, not where the original logged it
-    try:
-        attach_archive(con, root=root)  # tables whose old days moved to the Parquet archive: live + files
-    except duckdb.Error as exc:
-        con.close()
-        where = f"in {root}" if root is not None else "where archive_log says"
-        raise StorageError(
-            f"the Parquet archive of {paths[0]} is not complete {where} (restore it with the database, "
-            f"or beside a copy as <db>.archive): {exc}"
-        ) from exc
-    return con
+    return open_history(list(dbs) or [settings_or_exit(config_path).storage.path])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -334,6 +317,7 @@ main.add_command(alerts)  # orbitwatch alerts: list, ack, shelve, unack, unshelv
 rules.add_command(rules_dry_run)  # orbitwatch rules dry-run FILE
 main.add_command(demo)
 main.add_command(archive)  # orbitwatch archive: run, status, views
+main.add_command(web)  # orbitwatch web: the operators' web view
 
 
 if __name__ == "__main__":

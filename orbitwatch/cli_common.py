@@ -1,4 +1,4 @@
-"""Pieces shared by the command modules: the --config option, settings loading, logging."""
+"""Pieces shared by the command modules: the --config option, settings loading, logging, opening the history."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import duckdb
 
 from ingest.errors import IngestError
 from ingest.settings import Settings, load_settings
+from storage.errors import StorageError
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -44,3 +46,25 @@ def setup_logging(level: str) -> None:
     # kafka-python 3's event loop warns whenever one of its tasks runs over 100 ms ("blocking the event
     # loop"), which a producer sending 1 MiB batches or a consumer decoding a large fetch does routinely.
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
+
+
+def open_history(paths: list[Path]) -> duckdb.DuckDBPyConnection:
+    """The history read-only with its Parquet archive: one file, or several shards together."""
+    from storage.archive import attach_archive, relocated_root
+    from storage.database import open_database
+    from storage.shards import open_shards
+
+    if len(paths) > 1:
+        return open_shards(paths)
+    con = open_database(paths[0], read_only=True)
+    root = relocated_root(con, paths[0])  # a copy: its archive beside it, not where the original logged it
+    try:
+        attach_archive(con, root=root)  # tables whose old days moved to the Parquet archive: live + files
+    except duckdb.Error as exc:
+        con.close()
+        where = f"in {root}" if root is not None else "where archive_log says"
+        raise StorageError(
+            f"the Parquet archive of {paths[0]} is not complete {where} (restore it with the database, "
+            f"or beside a copy as <db>.archive): {exc}"
+        ) from exc
+    return con

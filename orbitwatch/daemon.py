@@ -25,6 +25,7 @@ from ingest.errors import ConfigError
 from ingest.registry import SchemaRegistry
 from ingest.settings import Settings
 from ingest.source import KafkaSource
+from orbitwatch.alert_intake import alert_intake
 from orbitwatch.archive_boundary import ArchiveBoundary
 from orbitwatch.assemble import dead_reasons, to_store
 from orbitwatch.dlq_limit import DeadLetterLimit
@@ -415,6 +416,7 @@ def query_service(
         backlog_share=q.backlog_share,
         backlogged=backlogged,
         status=status,
+        alert_commands=alert_intake(settings.storage.path),
         request_timeout_s=q.request_timeout_s,
         max_connections=q.max_connections,
         max_body_bytes=q.max_body_bytes,

@@ -52,6 +52,9 @@ class HttpLimits:
     """A larger request body is refused with 413."""
     threads: int = 4
     """Worker threads running the app: the requests served at once (others wait for a free one)."""
+    streaming: bool = False
+    """Send every write of an answer at once (server-sent events): waitress otherwise holds writes under
+    18,000 bytes until the answer ends or its event loop next wakes (up to a second later)."""
 
     def __post_init__(self) -> None:
         if self.request_timeout_s < 1 or self.max_connections < 1 or self.max_body_bytes < 1 or self.threads < 1:
@@ -90,6 +93,7 @@ class HttpEdge:
             channel_timeout=limits.request_timeout_s,
             cleanup_interval=max(1, limits.request_timeout_s // 4),  # how often idle connections are looked for
             max_request_body_size=limits.max_body_bytes,
+            send_bytes=1 if limits.streaming else 18000,
             ident=self._name,
             log_socket_errors=False,  # a client that hangs up is not the daemon's error
         )

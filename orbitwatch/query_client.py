@@ -77,6 +77,24 @@ class QueryClient:
             raise _error(response)
         return response.content
 
+    def status(self) -> dict[str, Any]:
+        """The daemon's ``/v1/status``: broker, partitions, ``last_commit``, ``messages_committed``."""
+        return dict(self._json("GET", "/v1/status"))
+
+    def alert_command(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Send an ack/unack/shelve/unshelve (``POST /v1/alerts/commands``): ``{"outcome", "detail"}``;
+        ``QueryServiceError`` (kind ``rejected`` when the daemon rejects it)."""
+        return dict(self._json("POST", "/v1/alerts/commands", command))
+
+    def _json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise QueryServiceError("unreachable", f"query service at {self.url}: {exc}") from exc
+        if response.status_code not in (200, 202):
+            raise _error(response)
+        return response.json()
+
     def health(self) -> bool:
         """True when the service answers its health check."""
         try:

@@ -12,6 +12,9 @@ Endpoints (JSON errors ``{"error": kind, "message": ...}``):
   also ``GET /v1/query?sql=...&format=csv`` for curl and browsers;
 - ``GET /v1/saved`` lists the saved queries; ``POST /v1/saved/NAME`` ``{"params": {...}, "format": ...}`` or
   ``GET /v1/saved/NAME?hours=6&format=csv`` runs one;
+- ``POST /v1/alerts/commands`` ``{"action": "ack", "fingerprint": "...", "until": "...", "requested_by":
+  "..."}``: an operator's ack/shelve/unack/unshelve, spooled for the daemon like ``orbitwatch alerts`` does;
+  200 once applied, 202 if still spooled after a few seconds, 409 when the daemon rejects it;
 - ``GET /v1/status``: the daemon's state (broker, partitions' offsets and lag, last commit, backlog);
 - ``GET /v1/health``: liveness, and ``GET /v1/openapi.json``: the OpenAPI description, both without a token.
 
@@ -70,6 +73,7 @@ _STATUS = {
     "unauthorized": HTTPStatus.UNAUTHORIZED,
     "not_found": HTTPStatus.NOT_FOUND,
     "method_not_allowed": HTTPStatus.METHOD_NOT_ALLOWED,
+    "rejected": HTTPStatus.CONFLICT,
     "internal": HTTPStatus.INTERNAL_SERVER_ERROR,
 }
 _ENDPOINTS: dict[str, tuple[str, ...]] = {  # and /v1/saved/NAME: GET, POST
@@ -78,8 +82,12 @@ _ENDPOINTS: dict[str, tuple[str, ...]] = {  # and /v1/saved/NAME: GET, POST
     "/v1/status": ("GET",),
     "/v1/saved": ("GET",),
     "/v1/query": ("GET", "POST"),
+    "/v1/alerts/commands": ("POST",),
 }
 _HEAD_TOO = {"/v1/health", "/v1/openapi.json"}
+AlertCommands = Callable[[dict[str, Any]], tuple[str, str]]
+"""Hands an operator's alert command (the JSON object of ``storage.alerts.AlertCommand``) to the daemon:
+``("applied" | "spooled", detail)``, or raises ``ServiceError`` (``bad_request``, ``rejected``)."""
 Observer = Callable[[str, float], None]
 """Called with each query's outcome (``ok`` or an error kind) and its seconds, e.g. for metrics."""
 
@@ -120,6 +128,7 @@ class QueryService:
         backlog_share: float = 1.0,
         backlogged: Callable[[], bool] = lambda: False,
         status: Callable[[], Mapping[str, object]] | None = None,
+        alert_commands: AlertCommands | None = None,
         request_timeout_s: int = 30,
         max_connections: int = 64,
         max_body_bytes: int = 1024 * 1024,
@@ -132,6 +141,7 @@ class QueryService:
         self._share = backlog_share
         self._backlogged = backlogged
         self._status = status
+        self._alert_commands = alert_commands
         self._http_limits = HttpLimits(
             request_timeout_s, max_connections, max_body_bytes, max_concurrent + SPARE_THREADS
         )
@@ -321,6 +331,12 @@ class QueryService:
             if self._status is None:
                 raise ServiceError("not_found", "this service has no status (it is not part of a daemon)")
             return _json(HTTPStatus.OK, self._status())
+        if path == "/v1/alerts/commands":
+            if self._alert_commands is None:
+                raise ServiceError("not_found", "this service takes no alert commands (it is not part of a daemon)")
+            outcome, detail = self._alert_commands(request.arguments())
+            status = HTTPStatus.OK if outcome == "applied" else HTTPStatus.ACCEPTED
+            return _json(status, {"outcome": outcome, "detail": detail})
         args = request.arguments()
         fmt = _format(args.pop("format", "json"))
         if path == "/v1/saved":

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,11 +60,15 @@ from alerting.lifecycle import (
 from alerting.outbox import enqueue
 from alerting.payload import AlertItem
 from alerting.rules import ROUTING_LABEL, RuleSet, Scope
+from storage.alert_audit import AuditEntry, record
 from storage.database import database_path, disk_full_detail, insert_rows
 from storage.errors import StorageError
 
 Action = Literal["ack", "unack", "shelve", "unshelve"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
+VIAS = ("cli", "web", "api")
+COMMAND_FIELDS = ("action", "fingerprint", "match", "until", "requested_at", "requested_by", "via")
+"""An ``AlertCommand``'s fields, as in its spool file."""
 SNAPSHOT_VERSION = 1
 
 
@@ -96,8 +101,9 @@ class AlertTables:
             if changed and self.snapshot is not None:
                 write_snapshot(self.snapshot, self._state)
 
-    def replace_state(self, state: pl.DataFrame) -> None:
-        """Store ``state`` (operators' acks and shelves) in a transaction of its own; call between writes.
+    def replace_state(self, state: pl.DataFrame, audit: list[AuditEntry] | None = None) -> None:
+        """Store ``state`` (operators' acks and shelves) and their ``audit`` rows in a transaction of its own;
+        call between writes.
 
         ``StorageError`` after rolling back on failure (the cached state is then unchanged).
         """
@@ -106,6 +112,7 @@ class AlertTables:
         try:
             self._con.execute("BEGIN TRANSACTION")
             write_state(self._con, state)
+            record(self._con, audit or [])
             self._con.execute("COMMIT")
         except duckdb.Error as exc:
             with contextlib.suppress(duckdb.Error):
@@ -220,6 +227,9 @@ class AlertCommand:
     until: datetime | None = None
     requested_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     requested_by: str = ""
+    via: str = "cli"
+    """Which path it came by: ``cli`` (``orbitwatch alerts``), ``web`` (the web view's buttons) or ``api``
+    (``POST /v1/alerts/commands`` from another client)."""
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -234,6 +244,8 @@ class AlertCommand:
             raise CommandError(f"{self.action} {'needs' if self.action in ('ack', 'shelve') else 'takes no'} 'until'")
         if self.until is not None and self.until.tzinfo is None:
             raise CommandError("until must be timezone-aware")
+        if self.via not in VIAS:
+            raise CommandError(f"unknown via {self.via!r} (one of {', '.join(VIAS)})")
 
     def describe(self) -> str:
         """E.g. ``shelve {"satellite": "sat-0001"} until 2026-03-01T14:00:00+00:00``."""
@@ -250,6 +262,7 @@ class AlertCommand:
             "until": self.until.isoformat() if self.until is not None else None,
             "requested_at": self.requested_at.isoformat(),
             "requested_by": self.requested_by,
+            "via": self.via,
         }
 
     @classmethod
@@ -257,7 +270,7 @@ class AlertCommand:
         """A command from a spool file's JSON; ``CommandError`` naming what is wrong."""
         if not isinstance(data, dict):
             raise CommandError("not a JSON object")
-        unknown = sorted(set(data) - {"action", "fingerprint", "match", "until", "requested_at", "requested_by"})
+        unknown = sorted(set(data) - {*COMMAND_FIELDS})
         if unknown:
             raise CommandError(f"unknown field(s) {', '.join(unknown)}")
         action, fp, match = data.get("action"), data.get("fingerprint"), data.get("match") or {}
@@ -268,8 +281,11 @@ class AlertCommand:
         if not isinstance(match, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in match.items()):
             raise CommandError("match must be an object of label names to string values")
         requested_at = _time(data.get("requested_at"), "requested_at") or datetime.now(UTC)
-        by = data.get("requested_by") or ""
-        return cls(action, fp, dict(match), _time(data.get("until"), "until"), requested_at, str(by))  # type: ignore[arg-type]
+        by, via = data.get("requested_by") or "", data.get("via") or "cli"
+        if not isinstance(by, str) or not isinstance(via, str):
+            raise CommandError("requested_by and via must be strings")
+        until = _time(data.get("until"), "until")
+        return cls(action, fp, dict(match), until, requested_at, by, via)  # type: ignore[arg-type]
 
 
 def resolve_fingerprint(state: pl.DataFrame, text: str) -> str:
@@ -311,12 +327,21 @@ def apply_command(state: pl.DataFrame, command: AlertCommand) -> tuple[pl.DataFr
 
 
 def apply_direct(con: duckdb.DuckDBPyConnection, command: AlertCommand) -> list[str]:
-    """Apply ``command`` to ``alert_state`` in a transaction (no daemon holds the file). Returns fingerprints."""
+    """Apply ``command`` to ``alert_state`` in a transaction (no daemon holds the file), with its audit row.
+    Returns the fingerprints; a command that matches nothing is audited as rejected and raises ``CommandError``."""
     con.execute("BEGIN TRANSACTION")
     try:
-        state, targets = apply_command(read_state(con), command)
+        try:
+            state, targets = apply_command(read_state(con), command)
+        except CommandError as exc:
+            record(con, [AuditEntry(command, reason=str(exc))])
+            con.execute("COMMIT")
+            raise
         write_state(con, state)
+        record(con, [AuditEntry(command, tuple(targets))])
         con.execute("COMMIT")
+    except CommandError:
+        raise
     except BaseException:
         con.execute("ROLLBACK")
         raise
@@ -352,10 +377,11 @@ def _reject(path: Path, reason: str) -> None:
 def apply_spool(directory: Path, alerts: AlertTables | None) -> SpoolResult:
     """Apply the commands spooled in ``directory`` (oldest first), in one transaction on ``alerts``' connection.
 
-    Call only while no batch write is in flight. Applied files are deleted after the commit; a command
-    that is malformed or matches no live alert is moved to ``rejected/`` with its reason (all of them
-    when ``alerts`` is None: alerting is off). A failed transaction raises ``StorageError`` and leaves
-    the applied files in place, to be retried.
+    Call only while no batch write is in flight. The transaction stores the new state and an
+    ``alert_audit`` row per command (applied or rejected); after the commit, applied files are deleted and a
+    command that is malformed or matches no live alert is moved to ``rejected/`` with its reason (all of
+    them, unaudited, when ``alerts`` is None: alerting is off). A failed transaction raises ``StorageError``
+    and leaves every file in place, to be retried.
     """
     if not directory.is_dir():
         return SpoolResult()
@@ -364,8 +390,11 @@ def apply_spool(directory: Path, alerts: AlertTables | None) -> SpoolResult:
         return SpoolResult()
     result = SpoolResult()
     state = alerts.state if alerts is not None else None
+    audit: list[AuditEntry] = []
     done: list[Path] = []
+    refused: list[tuple[Path, str]] = []
     for path in files:
+        command: AlertCommand | None = None
         try:
             if state is None:
                 raise CommandError("alerting is not enabled on this daemon (alerting.rules_file is unset)")
@@ -376,16 +405,35 @@ def apply_spool(directory: Path, alerts: AlertTables | None) -> SpoolResult:
             command = AlertCommand.from_json(data)
             state, targets = apply_command(state, command)
         except CommandError as exc:
-            _reject(path, str(exc))
-            result.rejected.append((path.name, str(exc)))
+            refused.append((path, str(exc)))
+            if command is not None:
+                audit.append(AuditEntry(command, reason=str(exc)))
             continue
         result.applied.append((path.name, command, targets))
+        audit.append(AuditEntry(command, tuple(targets)))
         done.append(path)
-    if done and alerts is not None and state is not None:
-        alerts.replace_state(state)
+    if audit and alerts is not None and state is not None:
+        alerts.replace_state(state, audit)
     for path in done:
         path.unlink(missing_ok=True)
+    for path, reason in refused:
+        _reject(path, reason)
+        result.rejected.append((path.name, reason))
     return result
+
+
+def spool_outcome(spooled: Path, wait_s: float) -> tuple[Literal["applied", "rejected", "spooled"], str]:
+    """Wait up to ``wait_s`` for the daemon to take the command spooled at ``spooled``: whether it was
+    applied, rejected (with the reason) or is still spooled."""
+    reason = spooled.parent / "rejected" / (spooled.name + ".reason")
+    deadline = time.monotonic() + wait_s
+    while spooled.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if spooled.exists():
+        return "spooled", ""
+    if reason.exists():
+        return "rejected", reason.read_text().strip()
+    return "applied", ""
 
 
 def _plain(value: object) -> object:

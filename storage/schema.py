@@ -18,6 +18,8 @@ Tables (columns are documented in the README):
 - v6, offsets: ``partition_claims``: partitions this history was assigned, with the offset it began reading
   each at (NULL: ``auto_offset_reset``), so a history that lost every batch of a partition (a restored
   backup, a lost WAL) still knows the partition was its own and reads it again.
+- v7, alerting: ``alert_audit``: operators' alert commands, who asked and when, applied or rejected
+  (``storage.alert_audit``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import duckdb
 
 from alerting.lifecycle import STATE_DDL
 from alerting.outbox import OUTBOX_DDL
+from storage.alert_audit import AUDIT_DDL
 from storage.errors import SchemaVersionError
 
 _GPU_WINDOW_TABLE = """CREATE TABLE gpu_windows_1m (
@@ -405,6 +408,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (topic, kafka_partition))""",
         ),
     ),
+    Migration(7, "alerting: the audit of operators' alert commands (who, when, what came of it)", (AUDIT_DDL,)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

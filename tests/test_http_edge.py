@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, Phase
 from schemathesis import APIOperation, GenerationMode
 
 from orbitwatch.query_service import QueryService, discovery_path
+from orbitwatch.alert_intake import alert_intake
 from storage.database import open_database
 from storage.guarded import QueryLimits
 
@@ -83,6 +84,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
         QueryLimits(timeout_s=1.0, max_rows=1_000, max_bytes=1_000_000),
         token=TOKEN,
         status=lambda: STATUS,
+        alert_commands=alert_intake(tmp_path / "orbitwatch.duckdb", wait_s=0.1),  # no daemon: spooled at most
         request_timeout_s=TIMEOUT_S,
         max_connections=MAX_CONNECTIONS,
         max_body_bytes=MAX_BODY,
@@ -108,6 +110,7 @@ def test_every_operation_holds_to_its_openapi_description(live: Live) -> None:
         "GET /v1/saved",
         "GET /v1/saved/{name}",
         "GET /v1/status",
+        "POST /v1/alerts/commands",
         "POST /v1/query",
         "POST /v1/saved/{name}",
     ]
