@@ -258,7 +258,9 @@ class WebSettings(_Section):
         description="query services of the daemons to show (one per shard); empty: the daemon of storage.path, "
         "or its file read-only when no daemon runs",
     )
-    service_token: SecretStr | None = Field(None, description="bearer token of the query services (default: query.token)")
+    service_token: SecretStr | None = Field(
+        None, description="bearer token of the query services (default: query.token)"
+    )
     poll_interval_s: float = Field(
         0.25, ge=0.05, le=10, description="how often each daemon's last commit is checked to push page updates"
     )

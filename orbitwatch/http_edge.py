@@ -93,12 +93,11 @@ class HttpEdge:
             channel_timeout=limits.request_timeout_s,
             cleanup_interval=max(1, limits.request_timeout_s // 4),  # how often idle connections are looked for
             max_request_body_size=limits.max_body_bytes,
-            send_bytes=1 if limits.streaming else 18000,
             ident=self._name,
             log_socket_errors=False,  # a client that hangs up is not the daemon's error
         )
         assert isinstance(server, BaseWSGIServer)  # one socket: one server
-        server.channel_class = _Channel
+        server.channel_class = _StreamingChannel if limits.streaming else _Channel
         self._server = server
         self._loop = threading.Thread(target=self._run, name=f"{self._name}-edge", daemon=True)
         self._loop.start()
@@ -149,6 +148,18 @@ class _JsonErrorTask(ErrorTask):
 
 class _Channel(HTTPChannel):
     error_task_class = _JsonErrorTask
+
+
+class _StreamingChannel(_Channel):
+    """Wakes the event loop after every write, so a small one (an event) is sent now, not when the loop next
+    wakes by itself (``HttpLimits.streaming``)."""
+
+    def write_soon(self, data: bytes) -> int:
+        """Queue ``data`` and have the event loop send it at once."""
+        written = int(super().write_soon(data))
+        if written:
+            self.server.pull_trigger()
+        return written
 
 
 def _logged(app: WSGIApplication) -> WSGIApplication:

@@ -89,7 +89,9 @@ def sources_of(settings: Settings, urls: list[str], dbs: list[Path]) -> tuple[li
 )
 @click.option("--host", default=None, help="Listen address (default: web.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (default: web.port, 9470; 0: any free port).")
-def web(config_path: Path | None, urls: tuple[str, ...], dbs: tuple[Path, ...], host: str | None, port: int | None) -> None:
+def web(
+    config_path: Path | None, urls: tuple[str, ...], dbs: tuple[Path, ...], host: str | None, port: int | None
+) -> None:
     """Serve the operators' web view: fleet, racks, alerts and tenants, updating live.
 
     Reads every shard through its daemon's query service (same guards and pacing as any client, so

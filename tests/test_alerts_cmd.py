@@ -24,10 +24,14 @@ import pytest
 from alerting.rules import RuleSet, parse_rules
 from ingest.codec import FrameDecoder
 from orbitwatch import assemble
+from orbitwatch.alert_intake import alert_intake
+from orbitwatch.query_service import ServiceError
 from processing.rows import prepare_batch
 from storage.alerts import (
     AlertCommand,
     AlertTables,
+    CommandError,
+    apply_direct,
     apply_spool,
     read_state,
     snapshot_path,
@@ -313,6 +317,67 @@ def test_apply_spool_applies_in_order_and_rejects_bad_files_with_the_reason(db: 
     off = apply_spool(spool, None)  # a daemon without alerting
     assert off.applied == []
     assert "alerting is not enabled" in off.rejected[0][1]
+
+
+UNKNOWN = "0123456789abcdef"
+
+
+def test_every_spooled_command_is_audited_with_who_and_when_applied_or_rejected(
+    db: Path, daemon_like: AlertTables
+) -> None:
+    spool = spool_dir(db)
+    fingerprint = daemon_like.state["fingerprint"][0]
+    until = datetime.now(UTC) + timedelta(hours=1)
+    spool_command(spool, AlertCommand("ack", fingerprint, until=until, requested_by="ops-anna", via="web"))
+    spool_command(spool, AlertCommand("unack", UNKNOWN, requested_by="ops-ben"))
+    (spool / "zz-garbage.json").write_text("{not json")  # no command to audit: rejected/ keeps it
+    apply_spool(spool, daemon_like)
+    rows = daemon_like._con.execute(
+        "SELECT requested_by, via, action, target, until, outcome, fingerprints, reason FROM alert_audit "
+        "ORDER BY requested_at"
+    ).fetchall()
+    assert rows == [
+        ("ops-anna", "web", "ack", fingerprint, until, "applied", [fingerprint], None),
+        (
+            "ops-ben",
+            "cli",
+            "unack",
+            "0123456789abcdef",
+            None,
+            "rejected",
+            [],
+            "no live alert has fingerprint '0123456789abcdef'",
+        ),
+    ]
+
+
+def test_a_direct_command_is_audited_with_its_change_and_a_refused_one_too(db: Path) -> None:
+    con = open_database(db)
+    try:
+        fingerprint = read_state(con)["fingerprint"][0]
+        until = datetime.now(UTC) + timedelta(hours=1)
+        assert apply_direct(con, AlertCommand("ack", fingerprint, until=until, requested_by="ops")) == [fingerprint]
+        with pytest.raises(CommandError):
+            apply_direct(con, AlertCommand("unack", "ffffffff", requested_by="ops"))
+        rows = con.execute("SELECT action, outcome, fingerprints FROM alert_audit ORDER BY requested_at").fetchall()
+    finally:
+        con.close()
+    assert rows == [("ack", "applied", [fingerprint]), ("unack", "rejected", [])]
+
+
+def test_commands_taken_over_http_are_checked_then_spooled_for_the_daemon(db: Path) -> None:
+    take = alert_intake(db, wait_s=0.1)
+    with pytest.raises(ServiceError) as bad:
+        take({"action": "ack", "fingerprint": "abc", "requested_by": "ops"})  # no until
+    assert bad.value.kind == "bad_request"
+    with pytest.raises(ServiceError, match="requested_by"):
+        take({"action": "unack", "fingerprint": "abc"})
+    outcome, detail = take({"action": "unack", "fingerprint": "abc", "requested_by": "ops", "via": "web"})
+    assert (outcome, detail) == ("spooled", "unack abc")  # no daemon here to apply it
+    (spooled,) = spool_dir(db).glob("*.json")
+    command = AlertCommand.from_json(json.loads(spooled.read_text()))
+    assert (command.requested_by, command.via) == ("ops", "web")
+    assert command.requested_at > datetime.now(UTC) - timedelta(minutes=1)  # set by the server
 
 
 # ---- rules dry-run -------------------------------------------------------------------------------------

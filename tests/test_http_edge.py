@@ -21,8 +21,8 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis import APIOperation, GenerationMode
 
-from orbitwatch.query_service import QueryService, discovery_path
 from orbitwatch.alert_intake import alert_intake
+from orbitwatch.query_service import QueryService, discovery_path
 from storage.database import open_database
 from storage.guarded import QueryLimits
 

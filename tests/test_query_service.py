@@ -340,6 +340,7 @@ def test_the_openapi_description_is_served_without_a_token_as_shipped(
             "/v1/health",
             "/v1/openapi.json",
             "/v1/status",
+            "/v1/alerts/commands",
             "/v1/query",
             "/v1/saved",
             "/v1/saved/{name}",
