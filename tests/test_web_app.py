@@ -43,17 +43,21 @@ FLEET = SimulationConfig(
 )
 
 
-def write_history(path: Path) -> None:
-    """``FLEET`` and one frame of a rack whose id is markup, through the daemon's writer."""
+def write_history(path: Path, satellite: str | None = None) -> None:
+    """``FLEET`` and one frame of a rack whose id is markup, through the daemon's writer; with ``satellite``,
+    only that satellite's racks of ``FLEET`` instead."""
     con = open_database(path)
     writer = HistoryWriter(con, DerivedTables(con))
     decoder = FrameDecoder(registry())
     messages = list(generate(FLEET)[0])
     codec_messages = [(m.key, m.value, m.timestamp_ms) for m in messages]
     codec = ContractCodec()
-    schema_id, record = codec.decode(messages[-1].value)
-    record["rack_id"], record["frame_seq"] = MARKUP, 0
-    codec_messages.append((MARKUP.encode(), codec.encode(schema_id, record), messages[-1].timestamp_ms))
+    if satellite is not None:
+        codec_messages = [m for m in codec_messages if m[0].startswith(satellite.encode())]
+    else:
+        schema_id, record = codec.decode(messages[-1].value)
+        record["rack_id"], record["frame_seq"] = MARKUP, 0
+        codec_messages.append((MARKUP.encode(), codec.encode(schema_id, record), messages[-1].timestamp_ms))
     for start in range(0, len(codec_messages), 500):
         chunk = codec_messages[start : start + 500]
         raw = raw_batch(
@@ -183,6 +187,24 @@ def test_a_change_of_the_history_reaches_an_open_page_as_an_event(web: str, hist
     listener.join(timeout=10)
     assert "event: update" in received
     assert time.monotonic() - touched < 2.0
+
+
+def test_one_page_shows_the_racks_of_every_shard(tmp_path: Path) -> None:
+    shards = [tmp_path / "shard0.duckdb", tmp_path / "shard1.duckdb"]
+    write_history(shards[0], "sat-0001")
+    write_history(shards[1], "sat-0002")
+    server = WebServer([FileSource(path) for path in shards], WebSettings())
+    port = server.start("127.0.0.1", 0)
+    try:
+        html = httpx.get(f"http://127.0.0.1:{port}/fleet").text
+        assert 'data-rack="sat-0001/rack-1" data-state="ok"' in html
+        assert 'data-rack="sat-0002/rack-1" data-state="critical"' in html
+        assert "2 shards" in html
+        rack = httpx.get(f"http://127.0.0.1:{port}/api/rack", params={"id": "sat-0002/rack-1"}).json()
+        assert rack["now"]["shard"] == 1
+        assert len(rack["series"]) == 6
+    finally:
+        server.stop()
 
 
 def test_the_command_explains_itself_and_refuses_a_remote_address_without_a_token(tmp_path: Path) -> None:

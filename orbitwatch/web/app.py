@@ -18,6 +18,8 @@ import functools
 import hmac
 import io
 import logging
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -56,6 +58,7 @@ def create_app(fleet: Fleet, live: LiveUpdates, token: str | None = None) -> Fla
     """The application over ``fleet``; ``token``: what actions need (None: none)."""
     app = Flask(__name__)
     app.json = _IsoJson(app)
+    shared_views = _PerVersion(live)
 
     @app.context_processor
     def shared() -> dict[str, Any]:
@@ -87,11 +90,11 @@ def create_app(fleet: Fleet, live: LiveUpdates, token: str | None = None) -> Fla
 
     @app.get("/fleet")
     def fleet_page() -> str:
-        return render_template("fleet.html", view=pages.fleet_view(fleet), page="fleet")
+        return render_template("fleet.html", view=shared_views.get("fleet", pages.fleet_view, fleet), page="fleet")
 
     @app.get("/fragment/fleet")
     def fleet_fragment() -> str:
-        return render_template("fleet_body.html", view=pages.fleet_view(fleet))
+        return render_template("fleet_body.html", view=shared_views.get("fleet", pages.fleet_view, fleet))
 
     @app.get("/rack")
     def rack_page() -> str:
@@ -119,11 +122,11 @@ def create_app(fleet: Fleet, live: LiveUpdates, token: str | None = None) -> Fla
 
     @app.get("/alerts")
     def alerts_page() -> str:
-        return render_template("alerts.html", view=pages.alerts_view(fleet), page="alerts")
+        return render_template("alerts.html", view=shared_views.get("alerts", pages.alerts_view, fleet), page="alerts")
 
     @app.get("/fragment/alerts")
     def alerts_fragment() -> str:
-        return render_template("alerts_body.html", view=pages.alerts_view(fleet))
+        return render_template("alerts_body.html", view=shared_views.get("alerts", pages.alerts_view, fleet))
 
     @app.post("/api/alerts/<action>")
     def alert_action(action: str) -> tuple[Response, int]:
@@ -193,6 +196,28 @@ def create_app(fleet: Fleet, live: LiveUpdates, token: str | None = None) -> Fla
         return jsonify(status="ok")
 
     return app
+
+
+class _PerVersion:
+    """The fleet-wide views (fleet, alerts) computed once per version of the data, however many pages
+    fetch them after a commit: the daemons see one query per commit, not one per open page."""
+
+    def __init__(self, live: LiveUpdates) -> None:
+        self._live = live
+        self._lock = threading.Lock()
+        self._views: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def get(self, name: str, compute: Callable[[Fleet], dict[str, Any]], fleet: Fleet) -> dict[str, Any]:
+        """The view ``name`` of the current version (computed now if it is not known yet)."""
+        version = self._live.version
+        with self._lock:
+            known = self._views.get(name)
+            if version is not None and known is not None and known[0] == version:
+                return known[1]
+            view = compute(fleet)  # under the lock: pages arriving together wait for one computation
+            if version is not None:
+                self._views[name] = (version, view)
+            return view
 
 
 def _rack_arg() -> str:

@@ -54,10 +54,16 @@ class LiveUpdates:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
+    @property
+    def version(self) -> str | None:
+        """The fleet's marker as last seen (None before the first look): equal markers, equal data."""
+        return self._version
+
     def touched(self, reason: str) -> None:
         """Something changed that no commit shows yet (an operator's action): update every page now."""
         with self._changed:
             self._sequence += 1
+            self._version = f"{self._version}+{self._sequence}"  # what pages cached before the action is stale
             self._payload = json.dumps({"reason": reason, "commits": json.loads(self._payload).get("commits", [])})
             self._changed.notify_all()
 

@@ -13,9 +13,12 @@ _LISTENING = re.compile(r"web view on (http://\S+?)/? ")
 
 
 class WebProcess:
-    """``orbitwatch web ARGS`` on a free port, logging to ``log``."""
+    """``orbitwatch web ARGS`` on a free port, logging to ``log`` (``program``: another ``orbitwatch``)."""
 
-    def __init__(self, log: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, log: Path, *args: str, env: dict[str, str] | None = None, program: list[str] | None = None
+    ) -> None:
+        self.program = program or [sys.executable, "-m", "orbitwatch.cli"]
         self.log = log
         self.args = args
         self.env = {**os.environ, **(env or {})}
@@ -24,7 +27,7 @@ class WebProcess:
 
     def start(self, timeout_s: float = 30.0) -> str:
         """Start it and wait until it listens; returns its base URL."""
-        command = [sys.executable, "-m", "orbitwatch.cli", "web", "--port", "0", *self.args]
+        command = [*self.program, "web", "--port", "0", *self.args]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ingest.settings import DEFAULT_CONTRACT_DIR
@@ -24,6 +25,7 @@ from orbitwatch.broker import create_topic, free_port
 from simulator.config import FaultSpec, SimulationConfig
 from simulator.messages import generate
 from simulator.produce import produce
+from tests.helpers.web import WebProcess
 from tests.helpers.webhook import Receiver, recording_webhook
 
 pytestmark = pytest.mark.integration
@@ -104,7 +106,7 @@ def test_the_installed_package_ingests_alerts_and_answers(installed: Path, webho
         ".joinpath('openapi.json').read_text())['paths']))"
     )
     shipped = subprocess.run([bin_dir / "python", "-c", served], check=False, capture_output=True, text=True)
-    assert (shipped.returncode, shipped.stdout.strip()) == (0, "6"), shipped.stderr  # /v1/openapi.json's file
+    assert (shipped.returncode, shipped.stdout.strip()) == (0, "7"), shipped.stderr  # /v1/openapi.json's file
     port = free_port()
     broker = subprocess.Popen(
         [bin_dir / "orbitwatch", "broker", "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True
@@ -166,3 +168,7 @@ def test_the_installed_package_ingests_alerts_and_answers(installed: Path, webho
     assert counts["dead"] == truth.malformed_sent
     assert counts["notifications"] >= 1
     assert Receiver.bodies, "the webhook got no notification"
+    # The web view from the wheel: its templates, stylesheet, scripts and Plotly all ship in the packages.
+    with WebProcess(tmp_path / "web.log", "--db", str(db), env=env, program=[str(bin_dir / "orbitwatch")]) as web:
+        for path in ("/fleet", "/alerts", "/tenants", "/static/app.css", "/static/rack.js", "/vendor/plotly.min.js"):
+            assert httpx.get(f"{web.url}{path}", timeout=30).status_code == 200, path
