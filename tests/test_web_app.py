@@ -21,7 +21,8 @@ import pytest
 from ingest.codec import FrameDecoder
 from ingest.settings import WebSettings
 from orbitwatch import assemble
-from orbitwatch.web.sources import FileSource
+from orbitwatch.broker import free_port
+from orbitwatch.web.sources import FileSource, ServiceSource
 from orbitwatch.web_cmd import WebServer
 from processing.rows import prepare_batch
 from simulator.codec import ContractCodec
@@ -205,6 +206,29 @@ def test_one_page_shows_the_racks_of_every_shard(tmp_path: Path) -> None:
         assert len(rack["series"]) == 6
     finally:
         server.stop()
+
+
+def test_a_shard_that_does_not_answer_is_named_and_the_others_are_shown(history: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    server = WebServer([FileSource(history), ServiceSource(dead, timeout_s=2)], WebSettings())
+    port = server.start("127.0.0.1", 0)
+    try:
+        page = httpx.get(f"http://127.0.0.1:{port}/fleet")
+        assert page.status_code == 200
+        assert 'data-rack="sat-0002/rack-1" data-state="critical"' in page.text
+        assert f"Shard <code>{dead}</code> did not answer" in page.text
+        assert httpx.get(f"http://127.0.0.1:{port}/alerts").status_code == 200
+    finally:
+        server.stop()
+    only_dead = WebServer([ServiceSource(dead, timeout_s=2)], WebSettings())
+    port = only_dead.start("127.0.0.1", 0)
+    try:
+        page = httpx.get(f"http://127.0.0.1:{port}/fleet")
+        assert page.status_code == 502
+        assert dead in page.text
+        assert "Traceback" not in page.text
+    finally:
+        only_dead.stop()
 
 
 def test_the_command_explains_itself_and_refuses_a_remote_address_without_a_token(tmp_path: Path) -> None:

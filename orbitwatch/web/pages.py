@@ -133,7 +133,7 @@ def span(name: str | None, end: datetime) -> Span:
 
 def fleet_view(fleet: Fleet) -> dict[str, Any]:
     """The fleet page: satellites with their racks (worst state first within each), and the totals."""
-    racks = fleet.query(FLEET_SQL)
+    racks, unreachable = fleet.query_answering(FLEET_SQL)
     rows = racks.to_dicts()
     for row in rows:
         row["contact_note"] = note = contact_note(row)
@@ -153,7 +153,7 @@ def fleet_view(fleet: Fleet) -> dict[str, Any]:
         "alerts_firing": sum(r["alerts_firing"] for r in rows),
         "as_of": max((r["as_of"] for r in rows), default=None),
     }
-    return {"satellites": satellites, "counts": counts, "totals": totals}
+    return {"satellites": satellites, "counts": counts, "totals": totals, "unreachable": _named(unreachable)}
 
 
 def contact_note(row: dict[str, Any]) -> str:
@@ -201,15 +201,17 @@ def thresholds(t: HealthThresholds | None = None) -> dict[str, dict[str, float]]
 
 def alerts_view(fleet: Fleet) -> dict[str, Any]:
     """The alerts page: live alerts (firing first, then by severity and start) and the recent audit."""
-    alerts = fleet.query(ALERTS_SQL).to_dicts()
+    found, unreachable = fleet.query_answering(ALERTS_SQL)
+    alerts = found.to_dicts()
     alerts.sort(key=lambda a: (a["status"] != "firing", _SEVERITY_RANK.get(a["severity"], 9), a["started_at"]))
-    try:
-        audit = fleet.query(AUDIT_SQL).sort("applied_at", descending=True).head(50).to_dicts()
-    except SourceError as exc:  # a history of schema v6 or older, opened read-only, has no audit yet
+    try:  # a shard that failed the alerts is named already; one of schema v6 or older has no audit yet
+        found_audit, _ = fleet.query_answering(AUDIT_SQL)
+        audit = found_audit.sort("applied_at", descending=True).head(50).to_dicts()
+    except SourceError as exc:
         if "alert_audit" not in str(exc):
             raise
         audit = []
-    return {"alerts": alerts, "audit": audit}
+    return {"alerts": alerts, "audit": audit, "unreachable": _named(unreachable)}
 
 
 def tenants_view(fleet: Fleet, range_name: str | None, bucket: str) -> tuple[Span, pl.DataFrame]:
@@ -226,6 +228,10 @@ def tenants_view(fleet: Fleet, range_name: str | None, bucket: str) -> tuple[Spa
         .with_columns(pl.col("period").dt.convert_time_zone("UTC"))
     )
     return window, usage
+
+
+def _named(errors: list[SourceError]) -> list[dict[str, str]]:
+    return [{"source": e.source, "message": str(e)} for e in errors]
 
 
 def _utc(value: object) -> datetime:

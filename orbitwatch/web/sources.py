@@ -143,6 +143,23 @@ class Fleet:
         tagged = [f.with_columns(pl.lit(i, pl.Int32).alias("shard")) for i, f in enumerate(frames)]
         return pl.concat(tagged, how="diagonal_relaxed")
 
+    def query_answering(self, sql: str, params: Params | None = None) -> tuple[pl.DataFrame, list[SourceError]]:
+        """Like ``query``, but with the rows of the shards that answered and the errors of those that did not
+        (a fleet-wide page shows what it can); raises only when no shard answered."""
+
+        def one(index: int) -> pl.DataFrame | SourceError:
+            try:
+                return self.sources[index].query(sql, params).with_columns(pl.lit(index, pl.Int32).alias("shard"))
+            except SourceError as exc:
+                return exc
+
+        answers = list(self._pool.map(one, range(len(self.sources))))
+        frames = [a for a in answers if isinstance(a, pl.DataFrame)]
+        errors = [a for a in answers if isinstance(a, SourceError)]
+        if not frames:
+            raise errors[0]
+        return pl.concat(frames, how="diagonal_relaxed"), errors
+
     def version(self) -> tuple[str, list[str | None]]:
         """All shards' markers as one, and each shard's last commit; an unreachable shard counts as its error
         (so its return is noticed)."""
