@@ -13,11 +13,10 @@ import click
 from ingest.settings import Settings, WebSettings
 from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit, setup_logging
 from orbitwatch.http_edge import HttpEdge, HttpLimits
-from orbitwatch.query_client import QueryClient
 from orbitwatch.web.app import create_app
 from orbitwatch.web.errors import SourceError
 from orbitwatch.web.live import LiveUpdates
-from orbitwatch.web.sources import FileSource, Fleet, ServiceSource, Source
+from orbitwatch.web.sources import Fleet, HistorySource, ServiceSource, Source
 
 log = logging.getLogger(__name__)
 SPARE_THREADS = 8
@@ -49,8 +48,8 @@ class WebServer:
 
 
 def sources_of(settings: Settings, urls: list[str], dbs: list[Path]) -> tuple[list[Source], list[str]]:
-    """The shards to show and a line describing each: ``urls`` (query services), ``dbs`` (each the daemon's
-    service if one runs on it, else the file read-only), or else ``web.urls``, or else ``storage.path``."""
+    """The shards to show and a line describing each: ``urls`` (query services), ``dbs`` (each through the
+    daemon running on it, else the file read-only), or else ``web.urls``, or else ``storage.path``."""
     web = settings.web
     token = web.service_token or settings.query.token
     secret = token.get_secret_value() if token is not None else None
@@ -59,19 +58,11 @@ def sources_of(settings: Settings, urls: list[str], dbs: list[Path]) -> tuple[li
     sources: list[Source] = [ServiceSource(url, secret) for url in urls]
     described = [f"query service {url}" for url in urls]
     for db in dbs:
-        client = QueryClient.discover(db, secret)
-        if client is not None:
-            sources.append(ServiceSource(client.url, secret))
-            described.append(f"query service {client.url} (the daemon running on {db})")
-            client.close()
-        else:
-            if not db.exists():
-                raise click.ClickException(f"no history database at {db} and no daemon advertises one")
-            try:
-                sources.append(FileSource(db))
-            except SourceError as exc:
-                raise click.ClickException(str(exc)) from exc
-            described.append(f"{db} read-only (no daemon runs on it: the pages do not update)")
+        try:
+            sources.append(HistorySource(db, secret))
+        except SourceError as exc:
+            raise click.ClickException(str(exc)) from exc
+        described.append(f"{db} through its daemon's query service while one runs on it, else read-only")
     return sources, described
 
 

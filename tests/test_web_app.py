@@ -22,7 +22,8 @@ from ingest.codec import FrameDecoder
 from ingest.settings import WebSettings
 from orbitwatch import assemble
 from orbitwatch.broker import free_port
-from orbitwatch.web.sources import FileSource, ServiceSource
+from orbitwatch.query_service import QueryService, discovery_path
+from orbitwatch.web.sources import HistorySource, ServiceSource
 from orbitwatch.web_cmd import WebServer
 from processing.rows import prepare_batch
 from simulator.codec import ContractCodec
@@ -30,6 +31,7 @@ from simulator.config import FaultSpec, SimulationConfig
 from simulator.messages import generate
 from storage.database import open_database
 from storage.derived import DerivedTables
+from storage.guarded import QueryLimits
 from storage.writer import HistoryWriter
 from tests.helpers.frames import raw_batch, registry
 
@@ -83,7 +85,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def web(history: Path) -> Iterator[str]:
     """``orbitwatch web``'s server over the file read-only, with a token for actions; yields its URL."""
-    server = WebServer([FileSource(history)], WebSettings(token="t0ken", poll_interval_s=0.1))
+    server = WebServer([HistorySource(history)], WebSettings(token="t0ken", poll_interval_s=0.1))
     port = server.start("127.0.0.1", 0)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -194,7 +196,7 @@ def test_one_page_shows_the_racks_of_every_shard(tmp_path: Path) -> None:
     shards = [tmp_path / "shard0.duckdb", tmp_path / "shard1.duckdb"]
     write_history(shards[0], "sat-0001")
     write_history(shards[1], "sat-0002")
-    server = WebServer([FileSource(path) for path in shards], WebSettings())
+    server = WebServer([HistorySource(path) for path in shards], WebSettings())
     port = server.start("127.0.0.1", 0)
     try:
         html = httpx.get(f"http://127.0.0.1:{port}/fleet").text
@@ -210,7 +212,7 @@ def test_one_page_shows_the_racks_of_every_shard(tmp_path: Path) -> None:
 
 def test_a_shard_that_does_not_answer_is_named_and_the_others_are_shown(history: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    server = WebServer([FileSource(history), ServiceSource(dead, timeout_s=2)], WebSettings())
+    server = WebServer([HistorySource(history), ServiceSource(dead, timeout_s=2)], WebSettings())
     port = server.start("127.0.0.1", 0)
     try:
         page = httpx.get(f"http://127.0.0.1:{port}/fleet")
@@ -229,6 +231,33 @@ def test_a_shard_that_does_not_answer_is_named_and_the_others_are_shown(history:
         assert "Traceback" not in page.text
     finally:
         only_dead.stop()
+
+
+def test_the_file_is_released_when_idle_and_a_daemon_starting_on_it_is_followed(tmp_path: Path) -> None:
+    path = tmp_path / "orbitwatch.duckdb"
+    write_history(path, "sat-0002")
+    source = HistorySource(path, idle_close_s=0.3)
+    server = WebServer([source], WebSettings())
+    port = server.start("127.0.0.1", 0)
+    queried: list[str] = []
+    try:
+        assert 'data-state="critical"' in httpx.get(f"http://127.0.0.1:{port}/fleet").text
+        deadline = time.monotonic() + 5
+        while source.open_read_only and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not source.open_read_only, "an idle web view must not keep the file from its daemon"
+        con = open_database(path)  # what a daemon starting now does: it gets the file
+        service = QueryService(con, QueryLimits(), observe=lambda outcome, _s: queried.append(outcome))
+        service.serve("127.0.0.1", 0, discovery_path(path))
+        try:
+            assert 'data-state="critical"' in httpx.get(f"http://127.0.0.1:{port}/fleet").text
+            assert queried, "the page was read through the daemon's service"
+            assert not source.open_read_only
+        finally:
+            service.stop()
+            con.close()
+    finally:
+        server.stop()
 
 
 def test_the_command_explains_itself_and_refuses_a_remote_address_without_a_token(tmp_path: Path) -> None:
