@@ -151,6 +151,14 @@ BENCHMARKS = [
         ],
         needs="history-30d",
     ),
+    Benchmark(
+        "web-view",
+        "web view in headless Chromium, 1,000 racks live: fleet and 7-day rack page loads, commit to page shown",
+        "tests.bench.web_view",
+        [],
+        [*TINY_HISTORY, "--work", "{tmp}/w-web", "--runs", "1", "--rounds", "2", "--live-seconds", "12"],
+        needs="history-30d",
+    ),
 ]
 
 

@@ -130,7 +130,8 @@ def ingesting(bootstrap: str, topic: str, daemon_factory: DaemonFactory, tmp_pat
     first = [m for m in messages if m.timestamp_ms < SPLIT.timestamp() * 1000]
     produce(first, bootstrap, topic)
     daemon.start()
-    daemon.until_answer(
+    daemon.until_answer(CONSUMED_SQL, lambda f: int(f[0, 0]) == len(first), 90, "the first 17 minutes ingested")
+    daemon.until_answer(  # not mid-way: while partitions lag each other, a rack can look silent for a moment
         f"SELECT count(*) FROM fleet_health_now WHERE rack_id = '{HOT_RACK}' AND state = 'ok'",
         lambda f: int(f[0, 0]) == 1,
         90,

@@ -4,10 +4,10 @@
   "use strict";
   var badge = document.getElementById("live");
   window.orbitwatchUpdates = [];  // {commits, shownAt}: read by the tests and the benchmark
-  var busy = false, again = false;
+  var busy = false, pending = null;  // pending: the newest event that arrived during a refresh
 
   function refresh(detail) {
-    if (busy) { again = true; return; }
+    if (busy) { pending = detail; return; }
     busy = true;
     var parts = Array.prototype.slice.call(document.querySelectorAll("[data-fragment]"));
     Promise.all(parts.map(function (el) {
@@ -23,7 +23,7 @@
       badge.textContent = "update failed: " + err.message;
     }).finally(function () {
       busy = false;
-      if (again) { again = false; refresh(detail); }
+      if (pending) { var next = pending; pending = null; refresh(next); }
     });
   }
 

@@ -24,10 +24,18 @@
     return {x: x, y: y};
   }
 
+  // A line over the minutes, broken at gaps; a minute with no neighbour on either side would not show as a
+  // line, so such minutes get a marker of their own (markers on every point cost the browser twice the time).
   function line(rows, column, name, color) {
-    var xy = broken(rows, column);
-    return {x: xy.x, y: xy.y, name: name, mode: "lines+markers", marker: {size: 3}, line: {color: color, width: 1.5},
-            connectgaps: false, type: "scatter"};
+    var xy = broken(rows, column), alone = {x: [], y: []};
+    for (var i = 0; i < xy.y.length; i++) {
+      var before = i > 0 ? xy.y[i - 1] : null, after = i + 1 < xy.y.length ? xy.y[i + 1] : null;
+      if (xy.y[i] !== null && before === null && after === null) { alone.x.push(xy.x[i]); alone.y.push(xy.y[i]); }
+    }
+    return [{x: xy.x, y: xy.y, name: name, mode: "lines", line: {color: color, width: 1.5}, connectgaps: false,
+             type: "scatter", legendgroup: column},
+            {x: alone.x, y: alone.y, name: name, mode: "markers", marker: {color: color, size: 4}, type: "scatter",
+             legendgroup: column, showlegend: false}];
   }
 
   function limits(names, data) {
@@ -82,32 +90,43 @@
     var rows = data.series;
     heatmap(data);
     var temp = limits(["temp_max", "hbm_temp_max"], data);
-    Plotly.react("plot-temp", [line(rows, "temp_max", "GPU temp max (C)", "#d84315"),
+    Plotly.react("plot-temp", line(rows, "temp_max", "GPU temp max (C)", "#d84315").concat(
                                line(rows, "hbm_temp_max", "HBM temp max (C)", "#6a1b9a"),
-                               line(rows, "temp_mean", "GPU temp mean (C)", "#ff8a65")],
+                               line(rows, "temp_mean", "GPU temp mean (C)", "#ff8a65")),
       Object.assign({}, layoutBase, {xaxis: range(data), yaxis: {title: {text: "C"}}, shapes: temp.shapes, annotations: temp.annotations}), config);
-    Plotly.react("plot-power", [line(rows, "power_mean", "power mean (W)", "#1565c0")],
+    Plotly.react("plot-power", line(rows, "power_mean", "power mean (W)", "#1565c0"),
       Object.assign({}, layoutBase, {xaxis: range(data), yaxis: {title: {text: "W"}}}), config);
-    Plotly.react("plot-util", [line(rows, "util_mean", "utilization mean (%)", "#00838f")],
+    Plotly.react("plot-util", line(rows, "util_mean", "utilization mean (%)", "#00838f"),
       Object.assign({}, layoutBase, {xaxis: range(data), yaxis: {title: {text: "%"}, range: [0, 100]}}), config);
+    // Counters and coverage as step lines and markers, the health as a one-row heatmap: a 7-day range has
+    // thousands of minutes, and thousands of SVG bars take the browser far longer to draw.
     var x = rows.map(function (r) { return r.window_start; });
-    function bars(column, name, color) {
-      return {x: x, y: rows.map(function (r) { return r[column]; }), name: name, type: "bar", marker: {color: color}};
+    function events(column, name, color, symbol) {
+      var hits = rows.filter(function (r) { return r[column] > 0; });
+      return {x: hits.map(function (r) { return r.window_start; }), y: hits.map(function (r) { return r[column]; }),
+              name: name, mode: "markers", type: "scatter", marker: {color: color, size: 6, symbol: symbol}};
     }
-    Plotly.react("plot-errors", [bars("ecc_sbe_inc", "ECC SBE", "#ef6c00"), bars("ecc_dbe_inc", "ECC DBE", "#b71c1c"),
-                                 bars("seu_inc", "SEU", "#4527a0")],
-      Object.assign({}, layoutBase, {barmode: "group", xaxis: range(data), yaxis: {title: {text: "per minute"}}}), config);
-    Plotly.react("plot-coverage", [{
-      x: x, y: rows.map(function (r) { return r.coverage; }), type: "bar", name: "coverage",
-      marker: {color: rows.map(function (r) { return r.playback_frames > 0 ? "#ff9800" : "#78909c"; })},
-      hovertext: rows.map(function (r) { return r.frames + " frames" + (r.playback_frames ? ", " + r.playback_frames + " from playback" : ""); })
-    }], Object.assign({}, layoutBase, {showlegend: false, xaxis: range(data), yaxis: {title: {text: "coverage"}, range: [0, 1.05]}}), config);
+    Plotly.react("plot-errors", [events("ecc_sbe_inc", "ECC SBE", "#ef6c00", "circle"),
+                                 events("ecc_dbe_inc", "ECC DBE", "#b71c1c", "x"),
+                                 events("seu_inc", "SEU", "#4527a0", "diamond")],
+      Object.assign({}, layoutBase, {xaxis: range(data), yaxis: {title: {text: "per minute"}, rangemode: "tozero"}}), config);
+    var cover = broken(rows, "coverage");
+    var played = rows.filter(function (r) { return r.playback_frames > 0; });
+    Plotly.react("plot-coverage", [
+      {x: cover.x, y: cover.y, name: "coverage", type: "scatter", mode: "lines", line: {shape: "hv", color: "#78909c"},
+       fill: "tozeroy", connectgaps: false},
+      {x: played.map(function (r) { return r.window_start; }), y: played.map(function () { return 1.02; }),
+       name: "learned from playback", type: "scatter", mode: "markers", marker: {color: "#ff9800", size: 5, symbol: "square"},
+       hovertext: played.map(function (r) { return r.playback_frames + " of " + r.frames + " frames from playback"; })}
+    ], Object.assign({}, layoutBase, {xaxis: range(data), yaxis: {title: {text: "coverage"}, range: [0, 1.08]}}), config);
+    var health = broken(rows, "state");
     Plotly.react("plot-health", [{
-      x: x, y: rows.map(function () { return 1; }), type: "bar", name: "health",
-      marker: {color: rows.map(function (r) { return COLORS[r.state] || COLORS.unknown; })},
-      hovertext: rows.map(function (r) { return text(r.state) + (r.reasons.length ? ": " + r.reasons.map(text).join("; ") : ""); }),
-      hoverinfo: "x+text"
-    }], Object.assign({}, layoutBase, {showlegend: false, bargap: 0, xaxis: range(data), yaxis: {visible: false}}), config);
+      x: health.x, y: [0], z: [health.y.map(function (s) { return s === null ? null : STATE_NUM[s]; })], type: "heatmap",
+      zmin: -1, zmax: 2, showscale: false, hoverinfo: "x+text",
+      text: [health.y.map(function (s) { return s === null ? "no data" : text(s); })],
+      colorscale: [[0, COLORS.unknown], [0.33, COLORS.unknown], [0.33, COLORS.ok], [0.5, COLORS.ok],
+                   [0.5, COLORS.degraded], [0.83, COLORS.degraded], [0.83, COLORS.critical], [1, COLORS.critical]]
+    }], Object.assign({}, layoutBase, {showlegend: false, xaxis: range(data), yaxis: {visible: false}}), config);
     document.body.setAttribute("data-plotted", String(Date.now()));
   }
 
