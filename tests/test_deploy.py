@@ -258,15 +258,16 @@ def test_systemd_unit_has_the_service_and_hardening_settings() -> None:
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
 
-def test_systemd_unit_passes_systemd_analyze(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["orbitwatch.service", "orbitwatch-web.service"])
+def test_systemd_unit_passes_systemd_analyze(name: str, tmp_path: Path) -> None:
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed on this machine")
     # verify checks that ExecStart exists; point it at a stand-in executable.
     fake = tmp_path / "orbitwatch"
     fake.write_text("#!/bin/sh\nexit 0\n")
     fake.chmod(0o755)
-    unit = tmp_path / "orbitwatch.service"
-    unit.write_text(UNIT.read_text().replace("/opt/orbitwatch/.venv/bin/orbitwatch", str(fake)))
+    unit = tmp_path / name
+    unit.write_text((DEPLOY / "systemd" / name).read_text().replace("/opt/orbitwatch/.venv/bin/orbitwatch", str(fake)))
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
     assert verify.returncode == 0, verify.stderr
     assert verify.stderr == "", verify.stderr
@@ -278,6 +279,16 @@ def test_systemd_unit_passes_systemd_analyze(tmp_path: Path) -> None:
         check=False,
     )
     assert security.returncode == 0, security.stdout[-2000:] + security.stderr
+
+
+def test_the_web_unit_runs_the_web_view_read_only_beside_the_daemon() -> None:
+    unit = systemd_sections(DEPLOY / "systemd" / "orbitwatch-web.service")
+    service = {key: values[-1] for key, values in unit["Service"].items()}
+    assert service["ExecStart"] == "/opt/orbitwatch/.venv/bin/orbitwatch web --config /etc/orbitwatch/orbitwatch.toml"
+    assert service["ReadOnlyPaths"] == "/var/lib/orbitwatch"
+    assert "ReadWritePaths" not in service
+    assert service["User"] == "orbitwatch"
+    assert "orbitwatch.service" in unit["Unit"]["After"][-1]
 
 
 # ---- Dockerfile ---------------------------------------------------------------------------------
