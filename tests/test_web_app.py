@@ -23,8 +23,8 @@ from ingest.settings import WebSettings
 from orbitwatch import assemble
 from orbitwatch.broker import free_port
 from orbitwatch.query_service import QueryService, discovery_path
+from orbitwatch.web.server import WebServer
 from orbitwatch.web.sources import HistorySource, ServiceSource
-from orbitwatch.web_cmd import WebServer
 from processing.rows import prepare_batch
 from simulator.codec import ContractCodec
 from simulator.config import FaultSpec, SimulationConfig
