@@ -250,7 +250,10 @@ def test_the_file_is_released_when_idle_and_a_daemon_starting_on_it_is_followed(
         service = QueryService(con, QueryLimits(), observe=lambda outcome, _s: queried.append(outcome))
         service.serve("127.0.0.1", 0, discovery_path(path))
         try:
-            assert 'data-state="critical"' in httpx.get(f"http://127.0.0.1:{port}/fleet").text
+            deadline = time.monotonic() + 5  # the watcher sees the daemon's version within a poll or two
+            while not queried and time.monotonic() < deadline:
+                assert 'data-state="critical"' in httpx.get(f"http://127.0.0.1:{port}/fleet").text
+                time.sleep(0.1)
             assert queried, "the page was read through the daemon's service"
             assert not source.open_read_only
         finally:
