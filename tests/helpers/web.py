@@ -28,11 +28,12 @@ class WebProcess:
     def start(self, timeout_s: float = 30.0) -> str:
         """Start it and wait until it listens; returns its base URL."""
         command = [*self.program, "web", "--port", "0", *self.args]
+        since = self.log.stat().st_size if self.log.exists() else 0  # an earlier run's lines name its port
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            found = _LISTENING.search(self.log.read_text())
+            found = _LISTENING.search(self.log.read_bytes()[since:].decode(errors="replace"))
             if found:
                 self.url = found.group(1)
                 return self.url
