@@ -35,7 +35,12 @@ ingestion rate is the daemon's ``orbitwatch_gpu_samples_stored_total`` over the 
 per rack and second); the drain is how long the daemon took after the last frame was sent to commit all.
 Per run: p50/p95 of both pages, count/p50/p99 of the delay; printed: the medians over runs.
 
-Measured here: (filled in after the full run)
+Measured here (2 cores, product at 3a58b88, defaults; medians of 3 runs of 20 rounds, 117 s live each): fleet
+page (1,000 racks, 336 KB) p50 253 ms, p95 508 ms; rack page with a 7-day plot p50 1,288 ms, p95 2,772 ms;
+commit to fleet page showing it p50 333 ms, p99 899 ms (42-57 updates a run); 0 errors; the daemon meanwhile
+ingested 61.5 k GPU samples/s of the 64 k sent and drained 3.4-4.7 s after the last frame. The browser, the
+web process, the producer and the daemon share the 2 cores; most of the rack page is Plotly drawing in the
+browser (about 450 ms of its 650 ms on an idle machine; ``/api/rack`` takes about 80 ms).
 
     .venv/bin/python -m tests.bench.web_view [--dataset /tmp/ow-bench/h30] [--work /tmp/ow-bench/work-web]
         [--runs 3] [--rounds 20] [--live-seconds 120] [--set SECTION__KEY=VALUE]
