@@ -167,5 +167,6 @@ def _summarise(console: Console, db: Path) -> None:
     click.echo(
         f'Query further: .venv/bin/orbitwatch query --db {db} "SELECT * FROM gpu_rollups_1m LIMIT 5"\n'
         '   or: .venv/bin/python -c "import duckdb; '
-        f"print(duckdb.connect('{db}', read_only=True).sql('FROM rack_frames LIMIT 5'))\""
+        f"print(duckdb.connect('{db}', read_only=True).sql('FROM rack_frames LIMIT 5'))\"\n"
+        f"See it in a browser: .venv/bin/orbitwatch web --db {db}   (then open http://127.0.0.1:9470/)"
     )
