@@ -288,3 +288,18 @@ def test_the_command_explains_itself_and_refuses_a_remote_address_without_a_toke
     )
     assert missing.returncode == 1
     assert "absent.duckdb" in missing.stderr
+
+
+def test_a_live_slot_comes_back_when_a_page_leaves_before_its_first_event(history: Path) -> None:
+    from orbitwatch.web.live import LiveUpdates, TooManyPages
+    from orbitwatch.web.sources import Fleet
+
+    live = LiveUpdates(Fleet([HistorySource(history)]), poll_interval_s=60, max_clients=1)
+    first = live.stream()
+    with pytest.raises(TooManyPages):
+        live.stream()
+    first.close()  # what the WSGI server does when the page went away: no event was ever read
+    second = live.stream()
+    assert next(iter(second)) == b"retry: 2000\n\n"
+    second.close()
+    live.stream().close()

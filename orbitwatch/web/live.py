@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from orbitwatch.web.errors import WebError
 from orbitwatch.web.sources import Fleet
@@ -71,22 +71,19 @@ class LiveUpdates:
         """The event stream of one page; ``TooManyPages`` when every slot is taken."""
         if not self._slots.acquire(blocking=False):
             raise TooManyPages("every live page slot is taken (web.max_live_clients)")
-        return self._events()
+        return _Stream(self._events(), self._slots.release)
 
-    def _events(self) -> Iterator[bytes]:
-        try:
+    def _events(self) -> Generator[bytes]:
+        with self._changed:
+            seen = self._sequence
+        yield b"retry: 2000\n\n"
+        while not self._stopping.is_set():
             with self._changed:
-                seen = self._sequence
-            yield b"retry: 2000\n\n"
-            while not self._stopping.is_set():
-                with self._changed:
-                    self._changed.wait_for(functools.partial(self._news, seen), timeout=self._heartbeat_s)
-                    changed, seen, payload = self._sequence != seen, self._sequence, self._payload
-                if self._stopping.is_set():
-                    return
-                yield f"event: update\ndata: {payload}\n\n".encode() if changed else b": keep-alive\n\n"
-        finally:
-            self._slots.release()
+                self._changed.wait_for(functools.partial(self._news, seen), timeout=self._heartbeat_s)
+                changed, seen, payload = self._sequence != seen, self._sequence, self._payload
+            if self._stopping.is_set():
+                return
+            yield f"event: update\ndata: {payload}\n\n".encode() if changed else b": keep-alive\n\n"
 
     def _news(self, seen: int) -> bool:
         return self._sequence != seen or self._stopping.is_set()
@@ -107,3 +104,22 @@ class LiveUpdates:
                     if not first:
                         self._sequence += 1
                         self._changed.notify_all()
+
+
+class _Stream:
+    """One page's events, its slot given back when the server closes the response (WSGI ``close()``),
+    even if the page left before its first event: a generator's ``finally`` would not run then."""
+
+    def __init__(self, events: Generator[bytes], release: Callable[[], None]) -> None:
+        self._events = events
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._events
+
+    def close(self) -> None:
+        """End the stream and free its slot (once)."""
+        self._events.close()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
