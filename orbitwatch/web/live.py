@@ -67,11 +67,11 @@ class LiveUpdates:
             self._payload = json.dumps({"reason": reason, "commits": json.loads(self._payload).get("commits", [])})
             self._changed.notify_all()
 
-    def stream(self) -> Iterator[bytes]:
+    def stream(self) -> EventStream:
         """The event stream of one page; ``TooManyPages`` when every slot is taken."""
         if not self._slots.acquire(blocking=False):
             raise TooManyPages("every live page slot is taken (web.max_live_clients)")
-        return _Stream(self._events(), self._slots.release)
+        return EventStream(self._events(), self._slots.release)
 
     def _events(self) -> Generator[bytes]:
         with self._changed:
@@ -106,7 +106,7 @@ class LiveUpdates:
                         self._changed.notify_all()
 
 
-class _Stream:
+class EventStream:
     """One page's events, its slot given back when the server closes the response (WSGI ``close()``),
     even if the page left before its first event: a generator's ``finally`` would not run then."""
 
