@@ -105,6 +105,7 @@ class HistorySource:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._last_used = 0.0
         self._services: dict[str, ServiceSource] = {}
+        self._services_lock = threading.Lock()
         self._closer: threading.Thread | None = None
         self._closing = threading.Event()
         if self._service() is None and not path.exists():
@@ -158,7 +159,9 @@ class HistorySource:
         self._closing.set()
         with self._lock:
             self._release()
-        for service in self._services.values():
+        with self._services_lock:
+            services = list(self._services.values())
+        for service in services:
             service.close()
 
     def _service(self) -> ServiceSource | None:
@@ -166,11 +169,13 @@ class HistorySource:
         if client is None:
             return None
         client.close()
-        if client.url not in self._services:
-            self._services[client.url] = ServiceSource(client.url, self._token)
+        with self._services_lock:  # pages and the live watcher ask at once: one pool per daemon, all closed
+            service = self._services.get(client.url)
+            if service is None:
+                service = self._services[client.url] = ServiceSource(client.url, self._token)
         with self._lock:
             self._release()  # the daemon has the file now
-        return self._services[client.url]
+        return service
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
