@@ -118,11 +118,25 @@ def compute_windows(
     before them (``GPU_WINDOW_KEY``/``WINDOW_KEY``, ``last_epoch``, ``last_seq``, ``<counter>_last``),
     none of them among the windows recomputed.
     """
-    t = thresholds or HealthThresholds()
     gpu_incs, gpu_last = increments_and_state(
         samples, GPU_COUNTERS, GPU_KEY, _lookback(gpu_state, GPU_KEY, GPU_COUNTERS)
     )
     gpu = gpu_rollups(gpu_incs, state=gpu_last, extra=TENANT_BOUNDS)
+    tenants = tenant_minutes(samples, gpu)
+    return windows_of_gpu_minutes(gpu.drop("_tenant_min", "_tenant_max"), tenants, frames, rack_state, thresholds)
+
+
+def windows_of_gpu_minutes(
+    gpu: pl.DataFrame,
+    tenants: pl.DataFrame,
+    frames: pl.DataFrame,
+    rack_state: pl.DataFrame,
+    thresholds: HealthThresholds | None = None,
+) -> WindowTables:
+    """The windows of complete GPU minutes (``gpu_rollups`` rows, every GPU of each rack-minute, sorted
+    by ``GPU_WINDOW_KEY``) and all raw ``frames`` of those rack-minutes: GPU health, node health, rack
+    rollups. Shared by the recompute (``compute_windows``) and the merge (``processing.merge``)."""
+    t = thresholds or HealthThresholds()
     judged = gpu_health(gpu, t)
     gpu = gpu.join(judged, on=GPU_WINDOW_KEY, how="left")
     nodes = gpu_part(node_health(judged)).rename({"state": "gpu_state", "reasons": "gpu_reasons"})
@@ -133,7 +147,7 @@ def compute_windows(
     rack = rack.with_columns(
         pl.col("gpu_state").fill_null("unknown"), pl.col("gpu_reasons").fill_null(pl.lit([], pl.List(pl.String)))
     )
-    return WindowTables(gpu=gpu.drop("_tenant_min", "_tenant_max"), rack=rack, tenants=tenant_minutes(samples, gpu))
+    return WindowTables(gpu=gpu, rack=rack, tenants=tenants)
 
 
 def judge_racks(racks: pl.DataFrame, earlier: pl.DataFrame, thresholds: HealthThresholds | None = None) -> pl.DataFrame:

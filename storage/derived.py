@@ -27,7 +27,7 @@ through: this process is the file's only writer, and a rolled-back transaction d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -35,12 +35,14 @@ import polars as pl
 from processing.counters import HORIZON_MINUTES
 from processing.gaps import GAP_SCHEMA, seq_bounds, update_gaps
 from processing.health import HEALTH_COLUMNS, NOW_COLUMNS, HealthThresholds, judge_now
+from processing.merge import fold_windows
 from processing.passes import LINK_SCHEMA, contact_at, update_link_state
 from processing.rollups import GPU_COUNTERS
-from processing.windows import WINDOW_KEY, compute_windows, judge_racks
+from processing.windows import WINDOW_KEY, WindowTables, compute_windows, judge_racks
 from storage.database import insert_rows, table_columns
 
 _MINUTE = timedelta(minutes=1)
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 _FRAME_KEY = ["rack_id", "boot_epoch", "frame_seq"]
 _UTC = pl.Datetime("us", "UTC")
 
@@ -68,12 +70,18 @@ class StoredBefore:
     earlier: pl.DataFrame
     later: pl.DataFrame
     later_context: pl.DataFrame
+    merging: pl.DataFrame
+    """Racks whose offered frames all follow their stored ones: their windows are merged, not recomputed."""
+    gpu_windows: pl.DataFrame
+    """The merging racks' stored GPU windows of the touched minutes (instead of their raw samples)."""
+    tenants: pl.DataFrame
+    """The merging racks' stored tenant minutes of the touched minutes."""
 
     @classmethod
     def nothing(cls) -> StoredBefore:
         """For an empty batch."""
         empty = pl.DataFrame()
-        return cls(empty, empty, empty, empty, empty, empty, empty, empty, empty, empty)
+        return cls(empty, empty, empty, empty, empty, empty, empty, empty, empty, empty, empty, empty, empty)
 
     def new_rows(self, rack_rows: pl.DataFrame, gpu_rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The batch's frames and samples that are not stored yet: a stored copy of a frame lies in its
@@ -191,7 +199,8 @@ class DerivedTables:
 
     def _in_ranges(self, sql: str, ranges: list[tuple[datetime, datetime]], **frames: pl.DataFrame) -> pl.DataFrame:
         """``sql`` (with ``?`` for a range's low and high) once per range, results concatenated."""
-        parts = [self._query(sql, [low, high], **frames) for low, high in ranges]
+        # No range: one empty one, so the answer still has its columns (zone maps skip every row group).
+        parts = [self._query(sql, [low, high], **frames) for low, high in ranges or [(_NEVER, _NEVER)]]
         return pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
 
     def _rows_of_windows(self, table: str, windows: pl.DataFrame) -> pl.DataFrame:
@@ -205,6 +214,16 @@ class DerivedTables:
             _ranges(windows, timedelta(0), _MINUTE),
             wanted=windows,
         )
+
+    def _stored_windows(self, table: str, windows: pl.DataFrame) -> pl.DataFrame:
+        """The stored rows of a derived window table (``gpu_windows_1m``, ``tenant_minutes``) in ``windows``."""
+        return self._in_ranges(
+            f"""SELECT s.* FROM {table} s SEMI JOIN wanted w
+                ON s.rack_id = w.rack_id AND s.window_start = w.window_start
+            WHERE s.window_start >= ? AND s.window_start <= ?""",
+            _ranges(windows, timedelta(0), timedelta(0)),
+            wanted=windows,
+        ).drop("computed_at", strict=False)
 
     def _windows_before(self, table: str, columns: str, windows: pl.DataFrame, minutes: int) -> pl.DataFrame:
         """Stored rows of ``table`` in the ``minutes`` before each window, excluding the windows themselves."""
@@ -275,18 +294,40 @@ class DerivedTables:
             if not later.is_empty()
             else pl.DataFrame()
         )
+        merging = self._merging_racks(offered, late)
+        merged = touched.join(merging, on="rack_id", how="semi")
         return StoredBefore(
             touched=touched,
             late=late,
             keys=keys,
             bounds=bounds,
-            samples=self._rows_of_windows("gpu_samples", touched),
+            samples=self._rows_of_windows("gpu_samples", touched.join(merging, on="rack_id", how="anti")),
             frames=self._rows_of_windows("rack_frames", touched),
             gpu_state=gpu_state,
             earlier=earlier,
             later=later,
             later_context=context,
+            merging=merging,
+            gpu_windows=self._stored_windows("gpu_windows_1m", merged),
+            tenants=self._stored_windows("tenant_minutes", merged),
         )
+
+    def _merging_racks(self, offered: pl.DataFrame, late: pl.DataFrame) -> pl.DataFrame:
+        """The racks whose offered frames all come after every frame stored for them in ``(boot_epoch,
+        frame_seq)`` order and sampled after the newest (the live case): their new rows fold into the stored
+        windows (``processing.merge``). Any other rack's windows are recomputed from their raw rows."""
+        newest = (
+            self._current("seq_bounds")
+            .sort("boot_epoch")
+            .group_by("rack_id")
+            .agg(pl.col("boot_epoch").last().alias("_epoch"), pl.col("max_seq").last().alias("_seq"))
+        )
+        behind = (pl.col("boot_epoch") < pl.col("_epoch")) | (
+            (pl.col("boot_epoch") == pl.col("_epoch")) & (pl.col("frame_seq") <= pl.col("_seq"))
+        )
+        not_after = offered.join(newest, on="rack_id", how="inner").filter(behind).select("rack_id")
+        racks = offered.select("rack_id").unique()
+        return racks.join(pl.concat([late.select("rack_id"), not_after]), on="rack_id", how="anti").sort("rack_id")
 
     def _seu_span(self) -> int:
         return max(self.thresholds.seu_baseline_windows + self.thresholds.seu_recent_windows, HORIZON_MINUTES)
@@ -296,9 +337,8 @@ class DerivedTables:
 
         The daemon runs this on its main thread while the writer thread inserts the batch's raw rows.
         """
-        samples = pl.concat([before.samples, new_samples.select(before.samples.columns)], how="vertical_relaxed")
         frames = pl.concat([before.frames, new_frames.select(before.frames.columns)], how="vertical_relaxed")
-        tables = compute_windows(samples, frames, before.gpu_state, before.earlier, self.thresholds)
+        tables = self._windows(before, frames, new_samples.select(before.samples.columns))
         racks = judge_racks(tables.rack, before.earlier, self.thresholds)
         later = before.later
         if not later.is_empty():
@@ -312,6 +352,38 @@ class DerivedTables:
             )
             later = judge_racks(later.drop(HEALTH_COLUMNS, "computed_at"), context, self.thresholds)
         return DerivedRows(tables.gpu, racks, tables.tenants, later, new_frames.height)
+
+    def _windows(self, before: StoredBefore, frames: pl.DataFrame, new_samples: pl.DataFrame) -> WindowTables:
+        """The touched windows: merged for the racks in order, recomputed from all raw rows for the rest."""
+        merging, t = before.merging, self.thresholds
+        if merging.is_empty():
+            samples = pl.concat([before.samples, new_samples], how="vertical_relaxed")
+            return compute_windows(samples, frames, before.gpu_state, before.earlier, t)
+        parts = [
+            fold_windows(
+                before.gpu_windows,
+                before.tenants,
+                new_samples.join(merging, on="rack_id", how="semi"),
+                frames.join(merging, on="rack_id", how="semi"),
+                before.gpu_state,
+                before.earlier,
+                t,
+            )
+        ]
+        if before.touched.join(merging, on="rack_id", how="anti").height:
+            samples = pl.concat(
+                [before.samples, new_samples.join(merging, on="rack_id", how="anti")], how="vertical_relaxed"
+            )
+            rest = frames.join(merging, on="rack_id", how="anti")
+            parts.append(compute_windows(samples, rest, before.gpu_state, before.earlier, t))
+        if len(parts) == 1:
+            return parts[0]
+        return WindowTables(
+            *(
+                pl.concat([getattr(p, name) for p in parts], how="vertical_relaxed")
+                for name in ("gpu", "rack", "tenants")
+            )
+        )
 
     def after_insert(
         self,
