@@ -5,14 +5,21 @@
 1. ``before_insert`` (reads, before the raw rows go in): **which windows** the batch touches (the minutes
    of its frames and, for *late* frames, sampled before the newest frame stored for their rack, every
    stored minute of the rack within the counter horizon after them, whose increments may now start from
-   the late frame: ``processing.counters``); the rows already stored in those minutes; the ``<counter>_last``
-   state of the ``HORIZON_MINUTES`` stored minutes before each, the rack minutes the SEU norm needs, and,
-   after late frames, the stored minutes whose norm moves. Everything read is bounded by the batch's
-   minutes and fixed spans around them, one statement per cluster of minutes, and DuckDB prunes row
-   groups by time (zone maps), so the cost follows the batch, not the length of the history.
-2. ``compute`` (pure polars, no database): the windows **recomputed from all their rows**
-   (``processing.windows``), GPU, node and rack health in event time, tenant usage. The daemon runs it
-   on its main thread while the writer thread inserts the raw rows.
+   the late frame: ``processing.counters``). It sorts the batch's racks in two: racks **in order** (every
+   offered frame after every stored one, the live case) and the rest. For racks in order it reads only
+   the touched windows' stored rows (``gpu_windows_1m``, ``tenant_minutes``), never their raw samples, and
+   takes their lookback state (each GPU's last counter readings, the rack minutes the SEU norm needs)
+   from the **tips** held in memory (``processing.tips``), reading it from the window tables only for a
+   rack not held (after a restart, or after a late frame). For the other racks it reads the rows already
+   stored in the touched minutes and the lookback state from the window tables; after late frames, the
+   stored minutes whose norm moves too. Everything read is bounded by the batch's minutes and fixed spans
+   around them, one statement per cluster of minutes, and DuckDB prunes row groups by time (zone maps),
+   so the cost follows the batch, not the length of the history.
+2. ``compute`` (pure polars, no database): the touched windows, **merged** for racks in order (their new
+   rows fold into the stored windows: ``processing.merge``) and **recomputed from all their rows** for the
+   rest (``processing.windows``); GPU, node and rack health in event time, tenant usage; the tips as they
+   will be once the batch commits. The daemon runs it on its main thread while the writer thread inserts
+   the raw rows.
 3. ``after_insert``: **replace** those minutes' rows in ``gpu_windows_1m``, ``rack_windows_1m`` and
    ``tenant_minutes``; fold the new frames into the **gaps** and sequence bounds
    (``processing.gaps``) and each rack's **link state** (``processing.passes``); judge every rack
@@ -21,7 +28,9 @@
    what the ground knew at each moment.
 
 Small per-rack state (sequence bounds, open gaps, link state, health now) is cached in memory and written
-through: this process is the file's only writer, and a rolled-back transaction discards its changes.
+through: this process is the file's only writer, and a rolled-back transaction discards its changes. The
+tips are a cache of stored window rows, replaced only when the batch commits: a crash or a rollback loses
+nothing, because the window tables are the state and the tips are rebuilt from them.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from processing.health import HEALTH_COLUMNS, NOW_COLUMNS, HealthThresholds, jud
 from processing.merge import fold_windows
 from processing.passes import LINK_SCHEMA, contact_at, update_link_state
 from processing.rollups import GPU_COUNTERS
+from processing.tips import WindowTips
 from processing.windows import WINDOW_KEY, WindowTables, compute_windows, judge_racks
 from storage.database import insert_rows, table_columns
 
@@ -76,12 +86,14 @@ class StoredBefore:
     """The merging racks' stored GPU windows of the touched minutes (instead of their raw samples)."""
     tenants: pl.DataFrame
     """The merging racks' stored tenant minutes of the touched minutes."""
+    read: tuple[pl.DataFrame, pl.DataFrame]
+    """The GPU and rack state read from the tables (for racks not held in the tips)."""
 
     @classmethod
     def nothing(cls) -> StoredBefore:
         """For an empty batch."""
-        empty = pl.DataFrame()
-        return cls(empty, empty, empty, empty, empty, empty, empty, empty, empty, empty, empty, empty, empty)
+        e = pl.DataFrame()
+        return cls(e, e, e, e, e, e, e, e, e, e, e, e, e, (e, e))
 
     def new_rows(self, rack_rows: pl.DataFrame, gpu_rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The batch's frames and samples that are not stored yet: a stored copy of a frame lies in its
@@ -104,6 +116,8 @@ class DerivedRows:
     tenants: pl.DataFrame
     later: pl.DataFrame
     new_frames: int
+    tips: WindowTips
+    """The tips once this batch commits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +152,11 @@ def _ranges(windows: pl.DataFrame, before: timedelta, after: timedelta) -> list[
     return merged
 
 
+def _with_held(read: pl.DataFrame, held: pl.DataFrame) -> pl.DataFrame:
+    """State read from the tables followed by the state held in the tips (in the read's schema)."""
+    return read if held.is_empty() else pl.concat([read, held.select(read.columns).cast(read.schema)])
+
+
 def _utc(frame: pl.DataFrame) -> pl.DataFrame:
     """DuckDB hands TIMESTAMPTZ out as Etc/UTC; the processing functions use UTC."""
     zoned = [n for n, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone is not None]
@@ -165,6 +184,8 @@ class DerivedTables:
         self._state = {name: self._query(f"SELECT * FROM {name}") for name in _STATE_TABLES}
         self._state["rack_link"] = self._state["rack_link"].select(list(LINK_SCHEMA)).cast(LINK_SCHEMA)  # type: ignore[arg-type]
         self._pending: dict[str, pl.DataFrame] = {}
+        self._tips = WindowTips.empty(self._seu_span())
+        self._pending_tips: WindowTips | None = None
         self.last_now: pl.DataFrame = pl.DataFrame()
         """The latest "now" judgement (``NOW_COLUMNS``), for alert rules of scope ``rack_now``."""
 
@@ -172,10 +193,13 @@ class DerivedTables:
         """The writer committed: the state changed in its transaction becomes the state."""
         self._state.update(self._pending)
         self._pending = {}
+        if self._pending_tips is not None:
+            self._tips, self._pending_tips = self._pending_tips, None
 
     def rolled_back(self) -> None:
         """The writer rolled back: forget the state changed in its transaction."""
         self._pending = {}
+        self._pending_tips = None
 
     def _current(self, name: str) -> pl.DataFrame:
         return self._pending.get(name, self._state[name])
@@ -274,19 +298,25 @@ class DerivedTables:
         seen = self._current("rack_link").select("rack_id", "last_sampled_at")
         late = self._late_windows(offered, seen)
         touched = self._touched_windows(offered, late)
+        merging = self._merging_racks(offered, late)
+        # The state of racks held in the tips comes from memory; the others' is read from the tables.
+        held = touched.join(merging.join(self._tips.racks(), on="rack_id", how="semi"), on="rack_id", how="semi")
+        unheld = touched.join(held, on=WINDOW_KEY, how="anti")
         state_columns = "last_epoch, last_seq, window_start, rack_id"
-        gpu_state = self._windows_before(
+        gpu_read = self._windows_before(
             "gpu_windows_1m",
             f"{state_columns}, node, gpu, " + ", ".join(f"{c}_last" for c in GPU_COUNTERS),
-            touched,
+            unheld,
             HORIZON_MINUTES,
         )
         # One read of the rack's earlier minutes serves both the counter lookback (10 minutes; older rows
         # are ignored by the horizon rule) and the SEU norm (70 minutes).
         span = self._seu_span()
-        earlier = self._windows_before(
-            "rack_windows_1m", f"{state_columns}, seu_count_last, seu_inc, coverage", touched, span
+        rack_read = self._windows_before(
+            "rack_windows_1m", f"{state_columns}, seu_count_last, seu_inc, coverage", unheld, span
         )
+        gpu_state = _with_held(gpu_read, self._tips.gpu_state(held))
+        earlier = _with_held(rack_read, self._tips.rack_state(held))
         # Only late frames leave stored windows after the recomputed ones (whose SEU norm may move).
         later = self._later_windows(touched, span) if not late.is_empty() else pl.DataFrame()
         context = (
@@ -294,7 +324,6 @@ class DerivedTables:
             if not later.is_empty()
             else pl.DataFrame()
         )
-        merging = self._merging_racks(offered, late)
         merged = touched.join(merging, on="rack_id", how="semi")
         return StoredBefore(
             touched=touched,
@@ -310,6 +339,7 @@ class DerivedTables:
             merging=merging,
             gpu_windows=self._stored_windows("gpu_windows_1m", merged),
             tenants=self._stored_windows("tenant_minutes", merged),
+            read=(gpu_read, rack_read),
         )
 
     def _merging_racks(self, offered: pl.DataFrame, late: pl.DataFrame) -> pl.DataFrame:
@@ -351,7 +381,10 @@ class DerivedTables:
                 how="vertical_relaxed",
             )
             later = judge_racks(later.drop(HEALTH_COLUMNS, "computed_at"), context, self.thresholds)
-        return DerivedRows(tables.gpu, racks, tables.tenants, later, new_frames.height)
+        # Pure polars too: the tips are built here, off the writer's critical path (see processing.tips).
+        recomputed = before.keys.join(before.merging, on="rack_id", how="anti")
+        tips = self._tips.without(recomputed).after(before.merging, before.read, (tables.gpu, racks))
+        return DerivedRows(tables.gpu, racks, tables.tenants, later, new_frames.height, tips)
 
     def _windows(self, before: StoredBefore, frames: pl.DataFrame, new_samples: pl.DataFrame) -> WindowTables:
         """The touched windows: merged for the racks in order, recomputed from all raw rows for the rest."""
@@ -404,6 +437,7 @@ class DerivedTables:
             self._replace("tenant_minutes", before.touched, rows.tenants)
             if not rows.later.is_empty():
                 self._replace("rack_windows_1m", rows.later.select(WINDOW_KEY), rows.later.with_columns(stamp))
+            self._pending_tips = rows.tips
             gaps_open = self._update_gaps(new_frames, before.keys, before.bounds, now)
             self._update_link(new_frames)
         changes = self.refresh_now(as_of, now, rows) if as_of is not None else 0
