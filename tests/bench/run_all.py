@@ -60,6 +60,14 @@ BENCHMARKS = [
         [],  # the same script as above: smoked once
     ),
     Benchmark(
+        "fleet-shape",
+        "fleet shapes side by side: 40/1,000/5,000 racks in order, late passes + duplicates, shuffled (2.3M samples)",
+        "tests.bench.fleet_shape",
+        ["--runs", "3"],
+        # shape (c) needs 5,000 racks x 64 GPUs = 320k samples for one frame per rack
+        ["--samples", "400000", "--runs", "1"],
+    ),
+    Benchmark(
         "latency",
         "latency at 100 racks live",
         "tests.bench.latency",
