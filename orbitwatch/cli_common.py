@@ -32,8 +32,27 @@ def settings_or_exit(config_path: Path | None, **overrides: Any) -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
+class LibraryErrorsOnOneLine(logging.Filter):
+    """A handler filter: a kafka-python record that carries an exception is logged on one line.
+
+    kafka-python logs some connection errors it recovers from with their traceback, e.g. a race in 3.0.12
+    where its transport reads a socket it has just closed (``AttributeError: 'NoneType' object has no
+    attribute 'recv'``) and turns it into a ``KafkaConnectionError`` it retries. The traceback is the
+    library's internals, not something an operator acts on; the exception's type and text stay in the line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Always True; folds the exception of a ``kafka.*`` record into its message."""
+        if record.name.startswith("kafka") and record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def setup_logging(level: str) -> None:
-    """Log lines with time, level and source to stderr; kafka-python only from WARNING up.
+    """Log lines with time, level and source to stderr; kafka-python only from WARNING up, on one line.
 
     Logging writes to a duplicate of file descriptor 2, so the codec can mute Rust panic messages on
     fd 2 while it isolates corrupt messages without muting the log.
@@ -42,6 +61,8 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=stream, force=True
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(LibraryErrorsOnOneLine())
     logging.getLogger("kafka").setLevel(logging.WARNING)
     # kafka-python 3's event loop warns whenever one of its tasks runs over 100 ms ("blocking the event
     # loop"), which a producer sending 1 MiB batches or a consumer decoding a large fetch does routinely.
