@@ -21,8 +21,6 @@ from pathlib import Path
 from types import TracebackType
 
 import psutil
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from orbitwatch.errors import BrokerError
 
@@ -138,17 +136,3 @@ class EmbeddedBroker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def create_topic(bootstrap_servers: str, topic: str, partitions: int) -> None:
-    """Create ``topic`` with ``partitions`` partitions unless it exists."""
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), client_id="orbitwatch-admin")
-    except KafkaError as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
-    try:
-        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()

@@ -12,7 +12,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orbitwatch.broker import EmbeddedBroker, create_topic
+from ingest.admin import create_topic
+from orbitwatch.broker import EmbeddedBroker
 from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit, setup_logging
 from orbitwatch.render import render
 from simulator.config import FaultSpec, SimulationConfig

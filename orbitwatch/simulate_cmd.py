@@ -11,9 +11,9 @@ import click
 from pydantic import ValidationError
 from rich.progress import Progress
 
-from orbitwatch.broker import create_topic
+from ingest.admin import create_topic
+from ingest.errors import SourceError
 from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit
-from orbitwatch.errors import BrokerError
 from simulator.config import FaultSpec, SimulationConfig
 from simulator.messages import generate
 from simulator.produce import produce
@@ -90,7 +90,7 @@ def simulate(
     config = simulation_config(faults=[parse_fault(f) for f in faults], **fields)
     try:
         create_topic(settings.kafka.bootstrap_servers, settings.kafka.topic, partitions)
-    except BrokerError as exc:
+    except SourceError as exc:
         raise click.ClickException(str(exc)) from exc
     messages, ground_truth = generate(config, settings.registry.contract_dir)
     with Progress(transient=True) as bar:

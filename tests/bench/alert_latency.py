@@ -54,7 +54,7 @@ from typing import Any
 
 import duckdb
 
-from orbitwatch.broker import create_topic
+from ingest.admin import create_topic
 from simulator.config import NODES_PER_RACK, FaultSpec, SimulationConfig
 from simulator.messages import generate
 from tests.bench.common import PARTITIONS, broker, median

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import duckdb
 
+from ingest.admin import create_topic
 from ingest.settings import load_settings
-from orbitwatch.broker import create_topic
 from orbitwatch.daemon import Daemon
 from simulator.config import FaultSpec, SimulationConfig
 from simulator.messages import generate

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from orbitwatch.broker import EmbeddedBroker, create_topic
+from ingest.admin import create_topic
+from orbitwatch.broker import EmbeddedBroker
 from simulator.config import SimulationConfig
 from simulator.messages import generate
 from simulator.produce import produce

@@ -27,7 +27,7 @@ import json
 import random
 from datetime import timedelta
 
-from orbitwatch.broker import create_topic
+from ingest.admin import create_topic
 from simulator.codec import ContractCodec
 from simulator.config import GPUS_PER_RACK, SimulationConfig
 from simulator.messages import SimMessage, generate

@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 from kafka import KafkaProducer
 
-from orbitwatch.broker import create_topic
+from ingest.admin import create_topic
 from simulator.config import SimulationConfig
 from simulator.messages import SimMessage, generate
 from tests.bench.common import PARTITIONS, broker, median

@@ -51,10 +51,10 @@ from typing import Any
 
 import duckdb
 
+from ingest.admin import create_topic
 from ingest.codec import FrameDecoder
 from ingest.registry import SchemaRegistry
 from ingest.settings import DEFAULT_CONTRACT_DIR
-from orbitwatch.broker import create_topic
 from orbitwatch.query_client import QueryClient, QueryServiceError
 from simulator.config import GPUS_PER_RACK, SimulationConfig
 from simulator.messages import generate

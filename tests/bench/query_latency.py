@@ -57,7 +57,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from orbitwatch.broker import create_topic, free_port
+from ingest.admin import create_topic
+from orbitwatch.broker import free_port
 from orbitwatch.query_client import Params, QueryClient, QueryServiceError
 from orbitwatch.query_service import discovery_path
 from simulator.config import rack_id

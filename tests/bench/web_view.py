@@ -63,7 +63,7 @@ from urllib.parse import quote
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response, ViewportSize
 from playwright.sync_api import Error as PlaywrightError
 
-from orbitwatch.broker import create_topic
+from ingest.admin import create_topic
 from simulator.config import GPUS_PER_RACK, rack_id
 from tests.bench.common import PARTITIONS, broker, median
 from tests.bench.history_30d import RACKS_PER_SATELLITE, Dataset, ensure

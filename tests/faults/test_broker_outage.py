@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from orbitwatch.broker import create_topic
+from ingest.admin import create_topic
 from tests.faults.conftest import Daemons
 from tests.faults.ground_truth import SMALL_FLEET, assert_ground_truth, send
 from tests.faults.polling import lines_with, status

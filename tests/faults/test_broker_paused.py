@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from orbitwatch.broker import EmbeddedBroker, create_topic
+from ingest.admin import create_topic
+from orbitwatch.broker import EmbeddedBroker
 from tests.faults.conftest import Daemons
 from tests.faults.ground_truth import SMALL_FLEET, assert_ground_truth, send
 from tests.integration.daemons import run_until_consumed

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orbitwatch.broker import EmbeddedBroker, create_topic
+from ingest.admin import create_topic
+from orbitwatch.broker import EmbeddedBroker
 from tests.integration.daemons import DaemonFactory, DaemonProcess
 
 pytestmark = pytest.mark.integration

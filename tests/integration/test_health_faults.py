@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from orbitwatch.broker import create_topic
+from ingest.admin import create_topic
 from simulator.config import FaultSpec, SimulationConfig, rack_id
 from simulator.truth import FaultRecord
 from tests.integration.daemons import DaemonFactory, DaemonProcess, run_until_consumed

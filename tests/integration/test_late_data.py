@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from orbitwatch.broker import create_topic
+from ingest.admin import create_topic
 from simulator.config import FaultSpec, SimulationConfig
 from simulator.messages import SimMessage, generate
 from simulator.produce import produce

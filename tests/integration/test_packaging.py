@@ -20,8 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ingest.admin import create_topic
 from ingest.settings import DEFAULT_CONTRACT_DIR
-from orbitwatch.broker import create_topic, free_port
+from orbitwatch.broker import free_port
 from simulator.config import FaultSpec, SimulationConfig
 from simulator.messages import generate
 from simulator.produce import produce

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from orbitwatch.broker import create_topic
+from ingest.admin import create_topic
 from orbitwatch.query_client import QueryClient
 from simulator.config import SimulationConfig
 from simulator.messages import generate

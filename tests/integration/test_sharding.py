@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
-from orbitwatch.broker import create_topic
+from ingest.admin import create_topic
 from simulator.config import SimulationConfig
 from tests.integration.daemons import DaemonFactory, run_until_consumed
 from tests.integration.fleet import scalar, send_fleet, stored_keys
