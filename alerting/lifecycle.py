@@ -1,7 +1,7 @@
 """The alert lifecycle: condition windows in, alert state, transitions and grouped notifications out.
 
 Pure functions, no I/O and no clock: the caller passes the ground's clock ``as_of`` and persists the state
-(``STATE_DDL``). One evaluation is::
+(``storage.alert_schema.STATE_DDL``). One evaluation is::
 
     held, clear = observe(rules, frames, context)            # or condition_windows / clear_windows per rule
     step = advance(state, held, clear, as_of, rules)         # new state + transitions
@@ -92,36 +92,6 @@ STATE_SCHEMA: dict[str, pl.DataType] = {
     "acked_until": UTC_US,
     "shelved_until": UTC_US,
 }
-"""One row per live alert. ``status``: pending|firing; ``started_at``: event time the run began; ``fired_at``
-(= ``event_at``), ``learned_at`` (the ``as_of`` it fired at), ``playback``: null while pending;
-``last_held_at``: newest held window; ``last_<severity>_at``: newest held window at that severity (damped
-de-escalation); ``notified``: its firing reached receivers (``suppressed``); ``acked_until``,
-``shelved_until``: null unless set. Labels, group and annotations are JSON objects."""
-
-STATE_DDL = """CREATE TABLE alert_state (
-    fingerprint VARCHAR PRIMARY KEY,
-    rule VARCHAR NOT NULL,
-    status VARCHAR NOT NULL CHECK (status IN ('pending', 'firing')),
-    severity VARCHAR NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
-    labels VARCHAR NOT NULL,
-    "group" VARCHAR NOT NULL,
-    summary VARCHAR NOT NULL,
-    annotations VARCHAR NOT NULL,
-    value DOUBLE,
-    started_at TIMESTAMPTZ NOT NULL,
-    fired_at TIMESTAMPTZ,
-    last_held_at TIMESTAMPTZ NOT NULL,
-    last_info_at TIMESTAMPTZ,
-    last_warning_at TIMESTAMPTZ,
-    last_critical_at TIMESTAMPTZ,
-    event_at TIMESTAMPTZ,
-    learned_at TIMESTAMPTZ,
-    playback BOOLEAN,
-    notified BOOLEAN NOT NULL,
-    acked_until TIMESTAMPTZ,
-    shelved_until TIMESTAMPTZ
-)"""
-"""The DuckDB table of ``STATE_SCHEMA``, columns in the same order (``state_rows``/``state_from_rows``)."""
 
 STATE_SELECT = "SELECT " + ", ".join(f'"{name}"' for name in STATE_SCHEMA) + " FROM alert_state"
 """Reads the table's rows in ``STATE_SCHEMA`` order, for ``state_from_rows``."""
@@ -551,12 +521,12 @@ def group_notifications(transitions: pl.DataFrame, receiver_for: Callable[[dict[
 
 
 def state_rows(state: pl.DataFrame) -> list[tuple[Any, ...]]:
-    """The state's rows as tuples in ``STATE_DDL`` column order, for ``executemany`` of an INSERT."""
+    """The state's rows as tuples in the table's column order, for ``executemany`` of an INSERT."""
     return _conform(state, STATE_SCHEMA, "state").rows()
 
 
 def state_from_rows(rows: Iterable[Sequence[Any]]) -> pl.DataFrame:
-    """The state (``STATE_SCHEMA``) from rows in ``STATE_DDL`` column order, e.g. ``STATE_SELECT``'s.
+    """The state (``STATE_SCHEMA``) from rows in the table's column order, e.g. ``STATE_SELECT``'s.
 
     Aware datetimes in any time zone (DuckDB gives TIMESTAMPTZ in the session's) are converted to UTC.
     """

@@ -49,26 +49,6 @@ DELIVERED = "delivered"
 FAILED = "failed"
 STATES = (PENDING, DELIVERED, FAILED)
 
-OUTBOX_DDL: tuple[str, ...] = (
-    "CREATE SEQUENCE alert_outbox_id START 1",
-    """CREATE TABLE alert_outbox (
-                id BIGINT NOT NULL DEFAULT nextval('alert_outbox_id'),
-                hook VARCHAR NOT NULL,
-                group_key VARCHAR NOT NULL,
-                status VARCHAR NOT NULL CHECK (status IN ('firing', 'resolved')),
-                fingerprints VARCHAR[] NOT NULL,
-                body BLOB NOT NULL,
-                created_at TIMESTAMPTZ NOT NULL,
-                state VARCHAR NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
-                attempts INTEGER NOT NULL CHECK (attempts >= 0),
-                next_attempt_at TIMESTAMPTZ,
-                delivered_at TIMESTAMPTZ,
-                last_error VARCHAR,
-                PRIMARY KEY (id))""",
-)
-"""The outbox's schema, for a migration. No secondary index on purpose: an indexed column is updated as
-a delete plus an insert, and the worker updates ``state`` often; the pending rows are found by a scan."""
-
 _MAX_ERROR = 2000
 _FEW = 3
 """Up to this many rows are inserted one statement each; more go in as one Arrow scan."""

@@ -87,9 +87,11 @@ from pydantic import (
 )
 
 from alerting.errors import RulesError
+from storage.transaction_step import WindowScope
 
 Severity = Literal["info", "warning", "critical"]
-Scope = Literal["gpu", "rack", "rack_now"]
+Scope = WindowScope
+"""What a rule looks at: the GPU windows, the rack windows or the rack-now judgements a batch produced."""
 Op = Literal[">", ">=", "<", "<="]
 HealthState = Literal["ok", "degraded", "critical", "unknown"]
 HookKind = Literal["webhook", "kafka", "command", "python", "alertmanager"]

@@ -3,7 +3,7 @@
 DuckDB lets one process open a database file. When no daemon holds it, these commands read and change
 ``alert_state`` directly. While a daemon holds it, ``alerts`` lists the daemon's snapshot
 (``<db>.alerts.json``, rewritten whenever the alert state changes) and the changing commands are spooled
-to ``<db>.alerts.d/`` for the daemon to apply (``storage.alerts``). Every output says which path it took.
+to ``<db>.alerts.d/`` for the daemon to apply (``alerting.tables``). Every output says which path it took.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def alertmanager_silences(rules_file: Path | None) -> Silences | None:
 
 
 def _read_db_state(path: Path) -> pl.DataFrame:
-    from storage.alerts import read_state
+    from alerting.tables import read_state
     from storage.database import open_database
 
     con = open_database(path, read_only=True)
@@ -156,7 +156,7 @@ def _read_db_state(path: Path) -> pl.DataFrame:
 
 def live_alerts(db: Path) -> LiveAlerts:
     """The live alerts of ``db``: read directly when possible, else from the daemon's snapshot."""
-    from storage.alerts import read_snapshot, snapshot_path
+    from alerting.tables import read_snapshot, snapshot_path
 
     try:
         return LiveAlerts(_read_db_state(db), "database", db)
@@ -334,7 +334,7 @@ def _target(state: pl.DataFrame, fingerprints: list[str]) -> str:
 
 def _wait_for(spooled: Path, wait_s: float) -> None:
     """Wait up to ``wait_s`` for the daemon to take ``spooled``; report whether it was applied or rejected."""
-    from storage.alerts import spool_outcome
+    from alerting.tables import spool_outcome
 
     outcome, reason = spool_outcome(spooled, wait_s)
     if outcome == "spooled":
@@ -349,7 +349,7 @@ def run_command(
     ctx: click.Context, config_path: Path | None, db: Path | None, command_args: dict[str, Any], wait_s: float
 ) -> None:
     """Apply an ack/shelve command directly, or spool it when a daemon holds the database."""
-    from storage.alerts import AlertCommand, CommandError, apply_direct, read_state
+    from alerting.tables import AlertCommand, CommandError, apply_direct, read_state
     from storage.database import open_database
 
     parent = ctx.obj or {}
@@ -382,7 +382,14 @@ def run_command(
 
 
 def _spool(path: Path, command: Any, wait_s: float) -> None:
-    from storage.alerts import CommandError, read_snapshot, resolve_fingerprint, snapshot_path, spool_command, spool_dir
+    from alerting.tables import (
+        CommandError,
+        read_snapshot,
+        resolve_fingerprint,
+        snapshot_path,
+        spool_command,
+        spool_dir,
+    )
 
     note = ""
     snapshot = snapshot_path(path)
@@ -411,7 +418,7 @@ def _spool(path: Path, command: Any, wait_s: float) -> None:
 
 
 def _fields(command: Any) -> dict[str, Any]:
-    from storage.alerts import COMMAND_FIELDS
+    from alerting.tables import COMMAND_FIELDS
 
     return {name: getattr(command, name) for name in COMMAND_FIELDS}
 

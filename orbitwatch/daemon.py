@@ -19,6 +19,7 @@ from alerting.errors import AlertingError, RulesError
 from alerting.hooks import build_hook
 from alerting.payload import AlertItem
 from alerting.rules import RuleSet, load_rules
+from alerting.tables import AlertTables, apply_spool, snapshot_path, spool_dir
 from ingest.broker_state import BrokerState, QuietDuringOutage
 from ingest.codec import FrameDecoder
 from ingest.errors import ConfigError
@@ -37,7 +38,6 @@ from orbitwatch.report import Reporter
 from orbitwatch.retention_worker import RetentionWorker
 from orbitwatch.services import MetricsEndpoint, QueryEndpoint, Services
 from processing.rows import prepare_batch
-from storage.alerts import AlertTables, apply_spool, snapshot_path, spool_dir
 from storage.archive import ArchiveViews
 from storage.database import open_database
 from storage.derived import ContactModel, DerivedTables
@@ -110,6 +110,7 @@ class Daemon:
             else None
         )
         self.writer = HistoryWriter(self._con, derived_tables(self._con, settings), alerts)
+        self.alerts = alerts if self.writer.derived is not None else None  # the writer's step, when it derives
         self.delivery = (
             delivery_worker(self._con, rules, settings, alerts.firing_for)
             if rules is not None and alerts is not None
@@ -183,7 +184,7 @@ class Daemon:
         if self.retention is not None:  # no batch prepared below this boundary is in flight any more
             self.retention.job.raw_fence = self._in_flight_boundary
         self.apply_alert_commands()  # alerts CLI: no write in flight now (taken above, the next not submitted)
-        if self.delivery is not None and self.writer.alerts is not None and self.writer.alerts.last_enqueued:
+        if self.delivery is not None and self.alerts is not None and self.alerts.last_enqueued:
             self.delivery.wake()
         return BatchResult(finished.messages, finished.stored)
 
@@ -245,7 +246,7 @@ class Daemon:
         Added for the alerts CLI; a failure is logged and the commands are retried at the next call.
         """
         try:
-            result = apply_spool(spool_dir(self.settings.storage.path), self.writer.alerts)
+            result = apply_spool(spool_dir(self.settings.storage.path), self.alerts)
         except (StorageError, OSError) as exc:
             log.error("alert commands not applied (retried later): %s", exc)
             return

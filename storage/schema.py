@@ -19,7 +19,7 @@ Tables (columns are documented in the README):
   each at (NULL: ``auto_offset_reset``), so a history that lost every batch of a partition (a restored
   backup, a lost WAL) still knows the partition was its own and reads it again.
 - v7, alerting: ``alert_audit``: operators' alert commands, who asked and when, applied or rejected
-  (``storage.alert_audit``).
+  (``alerting.audit``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from alerting.lifecycle import STATE_DDL
-from alerting.outbox import OUTBOX_DDL
-from storage.alert_audit import AUDIT_DDL
+from storage.alert_schema import AUDIT_DDL, OUTBOX_DDL, STATE_DDL
 from storage.errors import SchemaVersionError
 
 _GPU_WINDOW_TABLE = """CREATE TABLE gpu_windows_1m (

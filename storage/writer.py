@@ -28,12 +28,11 @@ from functools import partial
 import duckdb
 import polars as pl
 
-from alerting.rules import Scope
-from storage.alerts import AlertTables
 from storage.archive import literal
 from storage.database import database_path, disk_full_detail, insert_rows, table_columns
 from storage.derived import DerivedRows, DerivedTables, DerivedUpdate, StoredBefore
 from storage.errors import StorageError
+from storage.transaction_step import TransactionStep, WindowScope
 
 _FRAME_KEY = ["rack_id", "boot_epoch", "frame_seq"]
 CLOCK_SKEW = timedelta(minutes=5)
@@ -95,7 +94,10 @@ class HistoryWriter:
     """Writes batches to an open DuckDB connection that this process owns."""
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, derived: DerivedTables | None = None, alerts: AlertTables | None = None
+        self,
+        con: duckdb.DuckDBPyConnection,
+        derived: DerivedTables | None = None,
+        alerts: TransactionStep | None = None,
     ) -> None:
         self._con = con
         self.derived = derived
@@ -269,18 +271,18 @@ class HistoryWriter:
         if self.alerts is None or self.derived is None or self._stream_time is None:
             return
         racks = [r for r in (rows.rack, rows.later) if not r.is_empty()] if rows is not None else []
-        frames: dict[Scope, pl.DataFrame] = {
+        frames: dict[WindowScope, pl.DataFrame] = {
             "gpu": rows.gpu if rows is not None else pl.DataFrame(),
             "rack": pl.concat(racks, how="diagonal_relaxed") if racks else pl.DataFrame(),
             "rack_now": self.derived.last_now,
         }
         self.derived.last_now = pl.DataFrame()
-        context: dict[Scope, pl.DataFrame] = {}
-        tables: tuple[tuple[Scope, str], ...] = (("gpu", "gpu_windows_1m"), ("rack", "rack_windows_1m"))
+        context: dict[WindowScope, pl.DataFrame] = {}
+        tables: tuple[tuple[WindowScope, str], ...] = (("gpu", "gpu_windows_1m"), ("rack", "rack_windows_1m"))
         for scope, table in tables:
-            lookbacks = [r.lookback for r in self.alerts.rules.rules if r.scope == scope and r.kind == "rate"]
-            if lookbacks and touched is not None and not touched.is_empty() and not frames[scope].is_empty():
-                minutes = int(max(lookbacks).total_seconds() // 60) + 1
+            lookback = self.alerts.rate_lookback(scope)
+            if lookback is not None and touched is not None and not touched.is_empty() and not frames[scope].is_empty():
+                minutes = int(lookback.total_seconds() // 60) + 1
                 context[scope] = self.derived.stored_windows_before(table, touched, minutes)
         self.alerts.step(frames, self._stream_time, now, context)
 

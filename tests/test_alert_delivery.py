@@ -32,8 +32,9 @@ import pytest
 from alerting import outbox
 from alerting.delivery import DeliveryWorker
 from alerting.hooks import Hook, WebhookHook
-from alerting.outbox import OUTBOX_DDL, enqueue, notification_from_body, summary
+from alerting.outbox import enqueue, notification_from_body, summary
 from alerting.payload import AlertItem, Notification, alertmanager_body, encode, fingerprint
+from storage.alert_schema import OUTBOX_DDL
 
 T0 = datetime(2031, 3, 4, 5, 6, 7, 250_000, tzinfo=UTC)
 EXTERNAL_URL = "http://orbitwatch.ground:9464"

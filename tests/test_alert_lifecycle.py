@@ -15,7 +15,6 @@ import pytest
 from alerting.evaluate import condition_windows, fingerprint
 from alerting.lifecycle import (
     CLEAR_SCHEMA,
-    STATE_DDL,
     STATE_SCHEMA,
     STATE_SELECT,
     TRANSITION_SCHEMA,
@@ -32,6 +31,7 @@ from alerting.lifecycle import (
 )
 from alerting.payload import alertmanager_body
 from alerting.rules import Rule, parse_rules
+from storage.alert_schema import STATE_DDL
 
 T = datetime(2026, 3, 1, 12, tzinfo=UTC)
 MIN = timedelta(minutes=1)

@@ -22,12 +22,7 @@ import polars as pl
 import pytest
 
 from alerting.rules import RuleSet, parse_rules
-from ingest.codec import FrameDecoder
-from orbitwatch import assemble
-from orbitwatch.alert_intake import alert_intake
-from orbitwatch.query_service import ServiceError
-from processing.rows import prepare_batch
-from storage.alerts import (
+from alerting.tables import (
     AlertCommand,
     AlertTables,
     CommandError,
@@ -38,6 +33,11 @@ from storage.alerts import (
     spool_command,
     spool_dir,
 )
+from ingest.codec import FrameDecoder
+from orbitwatch import assemble
+from orbitwatch.alert_intake import alert_intake
+from orbitwatch.query_service import ServiceError
+from processing.rows import prepare_batch
 from storage.database import open_database
 from storage.derived import DerivedTables
 from storage.errors import StorageError

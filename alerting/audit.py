@@ -17,19 +17,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 if TYPE_CHECKING:
-    from storage.alerts import AlertCommand
-
-AUDIT_DDL = """CREATE TABLE alert_audit (
-    requested_at TIMESTAMPTZ NOT NULL,
-    requested_by VARCHAR NOT NULL,
-    via VARCHAR NOT NULL,
-    action VARCHAR NOT NULL,
-    target VARCHAR NOT NULL,
-    until TIMESTAMPTZ,
-    outcome VARCHAR NOT NULL CHECK (outcome IN ('applied', 'rejected')),
-    fingerprints VARCHAR[] NOT NULL,
-    reason VARCHAR,
-    applied_at TIMESTAMPTZ NOT NULL)"""
+    from alerting.tables import AlertCommand
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,13 +38,14 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import duckdb
 import polars as pl
 
+from alerting.audit import AuditEntry, record
 from alerting.lifecycle import (
     STATE_SCHEMA,
     STATE_SELECT,
@@ -60,7 +61,6 @@ from alerting.lifecycle import (
 from alerting.outbox import enqueue
 from alerting.payload import AlertItem
 from alerting.rules import ROUTING_LABEL, RuleSet, Scope
-from storage.alert_audit import AuditEntry, record
 from storage.database import database_path, disk_full_detail, insert_rows
 from storage.errors import StorageError
 
@@ -143,6 +143,11 @@ class AlertTables:
         if hooks:
             return hooks[0].name
         return self.rules.hooks[0].name if len(self.rules.hooks) == 1 else "none"
+
+    def rate_lookback(self, scope: Scope) -> timedelta | None:
+        """The longest lookback of the rate rules on ``scope`` (their context windows), None without any."""
+        lookbacks = [r.lookback for r in self.rules.rules if r.scope == scope and r.kind == "rate"]
+        return max(lookbacks) if lookbacks else None
 
     def step(
         self,
