@@ -19,7 +19,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/orbitwatch demo
 
-## make test: ruff, mypy --strict and the whole pytest suite (integration tests start their own broker; two
+## make test: ruff, the import layering (lint-imports), mypy --strict and the whole pytest suite (integration tests start their own broker; two
 ## pytest-xdist workers, one broker each; includes the packaging test: the wheel in a clean venv runs the daemon)
 test: lint typecheck pytest
 
@@ -29,6 +29,7 @@ pytest: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
