@@ -3,7 +3,8 @@
 AlertingError
 ├── RulesError        a rules file is invalid: every problem listed, or the YAML syntax error with its line
 ├── RuleInputError    a frame given to a rule lacks the columns (or the context) the rule needs
-└── DeliveryError     a notification hook failed (after its retries)
+├── DeliveryError     a notification hook failed (after its retries)
+└── CommandError      an operator's ack/shelve command is malformed or matches no live alert (also a ValueError)
 """
 
 from __future__ import annotations
@@ -46,3 +47,7 @@ class DeliveryError(AlertingError):
         self.attempts = attempts
         self.reason = message
         super().__init__(f"hook '{hook}' failed after {attempts} attempt{'s' if attempts != 1 else ''}: {message}")
+
+
+class CommandError(AlertingError, ValueError):
+    """An operator's command is malformed or matches no live alert."""

@@ -46,6 +46,7 @@ import duckdb
 import polars as pl
 
 from alerting.audit import AuditEntry, record
+from alerting.errors import CommandError
 from alerting.lifecycle import (
     STATE_SCHEMA,
     STATE_SELECT,
@@ -199,10 +200,6 @@ def snapshot_path(database: Path) -> Path:
 def spool_dir(database: Path) -> Path:
     """Where the CLI spools commands for the daemon holding ``database``: ``<database>.alerts.d``."""
     return database.with_name(database.name + ".alerts.d")
-
-
-class CommandError(ValueError):
-    """An operator's command is malformed or matches no live alert."""
 
 
 def _time(value: object, name: str) -> datetime | None:

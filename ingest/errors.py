@@ -3,8 +3,7 @@
 IngestError
 ├── ConfigError            settings that cannot be used (names the field)
 ├── SchemaRegistryError    a schema id that cannot be resolved, or a registry that cannot be read
-├── SourceError            the Kafka source failed (connect, poll, commit)
-└── InvalidMessage         one message that cannot be decoded; carries its coordinates
+└── SourceError            the Kafka source failed (connect, poll, commit), or a topic could not be created
 """
 
 from __future__ import annotations

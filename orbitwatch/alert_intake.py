@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alerting.tables import AlertCommand, CommandError, spool_command, spool_dir, spool_outcome
-from orbitwatch.query_service import AlertCommands, ServiceError
+from alerting.errors import CommandError
+from alerting.tables import AlertCommand, spool_command, spool_dir, spool_outcome
+from orbitwatch.errors import ServiceError
+from orbitwatch.query_service import AlertCommands
 
 MAX_NAME = 200
 """Characters of ``requested_by`` at most."""

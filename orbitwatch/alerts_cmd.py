@@ -349,7 +349,8 @@ def run_command(
     ctx: click.Context, config_path: Path | None, db: Path | None, command_args: dict[str, Any], wait_s: float
 ) -> None:
     """Apply an ack/shelve command directly, or spool it when a daemon holds the database."""
-    from alerting.tables import AlertCommand, CommandError, apply_direct, read_state
+    from alerting.errors import CommandError
+    from alerting.tables import AlertCommand, apply_direct, read_state
     from storage.database import open_database
 
     parent = ctx.obj or {}
@@ -382,8 +383,8 @@ def run_command(
 
 
 def _spool(path: Path, command: Any, wait_s: float) -> None:
+    from alerting.errors import CommandError
     from alerting.tables import (
-        CommandError,
         read_snapshot,
         resolve_fingerprint,
         snapshot_path,

@@ -17,8 +17,8 @@ from orbitwatch.alerts_cmd import alerts, rules_dry_run
 from orbitwatch.archive_cmd import archive
 from orbitwatch.cli_common import CONFIG_OPTION, open_history, settings_or_exit, setup_logging
 from orbitwatch.demo import demo
-from orbitwatch.errors import OrbitwatchError
-from orbitwatch.query_client import QueryClient, QueryServiceError
+from orbitwatch.errors import OrbitwatchError, QueryServiceError
+from orbitwatch.query_client import QueryClient
 from orbitwatch.render import from_frame, render
 from orbitwatch.simulate_cmd import simulate
 from orbitwatch.web_cmd import web

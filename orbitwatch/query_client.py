@@ -15,21 +15,11 @@ from typing import Any
 import httpx
 import polars as pl
 
-from orbitwatch.errors import OrbitwatchError
+from orbitwatch.errors import QueryServiceError
 from orbitwatch.query_service import discovery_path
 from orbitwatch.result_formats import WireFormat, decode
 
 Params = dict[str, int | float | str]
-
-
-class QueryServiceError(OrbitwatchError):
-    """The service refused or failed a query: ``kind`` (read_only, file_access, timeout, too_large, busy,
-    query, bad_request, unauthorized, not_found, internal, unreachable) and the service's message."""
-
-    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.status = status
 
 
 class QueryClient:

@@ -52,7 +52,7 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 
 import duckdb
 
-from orbitwatch.errors import DiscoveryFileError
+from orbitwatch.errors import DiscoveryFileError, ServiceError
 from orbitwatch.http_edge import HttpEdge, HttpLimits
 from orbitwatch.result_formats import CONTENT_TYPES, WIRE_FORMATS, WireFormat, encode
 from storage.archive import ArchiveViews
@@ -90,15 +90,6 @@ AlertCommands = Callable[[dict[str, Any]], tuple[str, str]]
 ``("applied" | "spooled", detail)``, or raises ``ServiceError`` (``bad_request``, ``rejected``)."""
 Observer = Callable[[str, float], None]
 """Called with each query's outcome (``ok`` or an error kind) and its seconds, e.g. for metrics."""
-
-
-class ServiceError(Exception):
-    """A request the service answers with an error: ``kind`` (see ``_STATUS``) and a message."""
-
-    def __init__(self, kind: str, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.headers = headers
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from orbitwatch.query_client import QueryServiceError
+from orbitwatch.errors import QueryServiceError
 from storage.errors import QueryError
 from storage.query import OutputFormat, QueryResult
 from storage.saved_queries import SAVED_QUERIES

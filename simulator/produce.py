@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from simulator.errors import ProduceError
 from simulator.messages import SimMessage
 
 DEFAULT_PRODUCER_CONFIG: Mapping[str, object] = {
@@ -17,10 +18,6 @@ DEFAULT_PRODUCER_CONFIG: Mapping[str, object] = {
     "max_request_size": 16 << 20,
 }
 PROGRESS_EVERY = 1000
-
-
-class ProduceError(RuntimeError):
-    """Kafka rejected at least one message."""
 
 
 def _make_producer(bootstrap_servers: str, config: Mapping[str, Any]) -> Any:

@@ -21,11 +21,11 @@ from typing import Any
 import polars as pl
 import pytest
 
+from alerting.errors import CommandError
 from alerting.rules import RuleSet, parse_rules
 from alerting.tables import (
     AlertCommand,
     AlertTables,
-    CommandError,
     apply_direct,
     apply_spool,
     read_state,
@@ -36,7 +36,7 @@ from alerting.tables import (
 from ingest.codec import FrameDecoder
 from orbitwatch import assemble
 from orbitwatch.alert_intake import alert_intake
-from orbitwatch.query_service import ServiceError
+from orbitwatch.errors import ServiceError
 from processing.rows import prepare_batch
 from storage.database import open_database
 from storage.derived import DerivedTables

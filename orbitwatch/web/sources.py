@@ -20,7 +20,8 @@ import duckdb
 import polars as pl
 
 from orbitwatch.cli_common import open_history
-from orbitwatch.query_client import Params, QueryClient, QueryServiceError
+from orbitwatch.errors import QueryServiceError
+from orbitwatch.query_client import Params, QueryClient
 from orbitwatch.web.errors import ReadOnlyError, SourceError
 from storage.errors import QueryError, QueryRefusedError, StorageError
 from storage.guarded import QueryLimits, run_guarded

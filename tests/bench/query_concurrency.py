@@ -55,7 +55,8 @@ from ingest.admin import create_topic
 from ingest.codec import FrameDecoder
 from ingest.registry import SchemaRegistry
 from ingest.settings import DEFAULT_CONTRACT_DIR
-from orbitwatch.query_client import QueryClient, QueryServiceError
+from orbitwatch.errors import QueryServiceError
+from orbitwatch.query_client import QueryClient
 from simulator.config import GPUS_PER_RACK, SimulationConfig
 from simulator.messages import generate
 from simulator.produce import produce

@@ -59,7 +59,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.admin import create_topic
 from orbitwatch.broker import free_port
-from orbitwatch.query_client import Params, QueryClient, QueryServiceError
+from orbitwatch.errors import QueryServiceError
+from orbitwatch.query_client import Params, QueryClient
 from orbitwatch.query_service import discovery_path
 from simulator.config import rack_id
 from simulator.messages import SimMessage, generate

@@ -13,7 +13,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from orbitwatch.query_client import QueryClient, QueryServiceError
+from orbitwatch.errors import QueryServiceError
+from orbitwatch.query_client import QueryClient
 
 CONSUMED_SQL = "SELECT coalesce(sum(messages), 0)::BIGINT AS consumed FROM kafka_offsets"  # messages accounted
 GROUP_SETTINGS = {

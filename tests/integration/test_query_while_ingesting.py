@@ -12,7 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orbitwatch.query_client import QueryClient, QueryServiceError
+from orbitwatch.errors import QueryServiceError
+from orbitwatch.query_client import QueryClient
 from orbitwatch.query_service import discovery_path
 from simulator.config import SimulationConfig
 from tests.integration.daemons import DaemonFactory, DaemonProcess
