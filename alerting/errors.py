@@ -1,5 +1,7 @@
 """Exceptions raised by the alerting package.
 
+The root derives from ``orbitwatch.errors.OrbitwatchError``, so one ``except`` catches the whole product.
+
 AlertingError
 ├── RulesError        a rules file is invalid: every problem listed, or the YAML syntax error with its line
 ├── RuleInputError    a frame given to a rule lacks the columns (or the context) the rule needs
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from orbitwatch.errors import OrbitwatchError
 
-class AlertingError(Exception):
+
+class AlertingError(OrbitwatchError):
     """Base class of every error raised by ``alerting``."""
 
 

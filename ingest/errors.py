@@ -1,20 +1,19 @@
 """Exceptions raised by the ingest package.
 
+The root derives from ``orbitwatch.errors.OrbitwatchError``, so one ``except`` catches the whole product.
+
 IngestError
-├── ConfigError            settings that cannot be used (names the field)
 ├── SchemaRegistryError    a schema id that cannot be resolved, or a registry that cannot be read
 └── SourceError            the Kafka source failed (connect, poll, commit), or a topic could not be created
 """
 
 from __future__ import annotations
 
+from orbitwatch.errors import OrbitwatchError
 
-class IngestError(Exception):
+
+class IngestError(OrbitwatchError):
     """Base class of every error raised by ``ingest``."""
-
-
-class ConfigError(IngestError):
-    """Settings that cannot be used; the message names the offending field."""
 
 
 class SchemaRegistryError(IngestError):

@@ -21,9 +21,10 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from pydantic import SecretStr
 
-from ingest.errors import ConfigError, SourceError
+from ingest.errors import SourceError
 from ingest.settings import KafkaSettings
 from ingest.source import consumer_config
+from orbitwatch.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

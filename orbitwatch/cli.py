@@ -12,7 +12,6 @@ import click
 import duckdb
 
 from ingest.errors import IngestError
-from ingest.settings import redacted
 from orbitwatch.alerts_cmd import alerts, rules_dry_run
 from orbitwatch.archive_cmd import archive
 from orbitwatch.cli_common import CONFIG_OPTION, open_history, settings_or_exit, setup_logging
@@ -20,6 +19,7 @@ from orbitwatch.demo import demo
 from orbitwatch.errors import OrbitwatchError, QueryServiceError
 from orbitwatch.query_client import QueryClient
 from orbitwatch.render import from_frame, render
+from orbitwatch.settings import redacted
 from orbitwatch.simulate_cmd import simulate
 from orbitwatch.web_cmd import web
 from storage.errors import StorageError

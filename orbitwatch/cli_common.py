@@ -12,7 +12,7 @@ import click
 import duckdb
 
 from ingest.errors import IngestError
-from ingest.settings import Settings, load_settings
+from orbitwatch.settings import Settings, load_settings
 from storage.errors import StorageError
 
 CONFIG_OPTION = click.option(

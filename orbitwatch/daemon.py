@@ -22,14 +22,13 @@ from alerting.rules import RuleSet, load_rules
 from alerting.tables import AlertTables, apply_spool, snapshot_path, spool_dir
 from ingest.broker_state import BrokerState, QuietDuringOutage
 from ingest.codec import FrameDecoder
-from ingest.errors import ConfigError
 from ingest.registry import SchemaRegistry
-from ingest.settings import Settings
 from ingest.source import KafkaSource
 from orbitwatch.alert_intake import alert_intake
 from orbitwatch.archive_boundary import ArchiveBoundary
 from orbitwatch.assemble import dead_reasons, to_store
 from orbitwatch.dlq_limit import DeadLetterLimit
+from orbitwatch.errors import ConfigError
 from orbitwatch.inflight import FinishedWrite, InFlightWrite, seconds_since
 from orbitwatch.metrics import DaemonMetrics
 from orbitwatch.offset_store import HistoryOffsets
@@ -37,10 +36,11 @@ from orbitwatch.query_service import QueryService, discovery_path
 from orbitwatch.report import Reporter
 from orbitwatch.retention_worker import RetentionWorker
 from orbitwatch.services import MetricsEndpoint, QueryEndpoint, Services
+from orbitwatch.settings import Settings
 from processing.rows import prepare_batch
 from storage.archive import ArchiveViews
 from storage.database import open_database
-from storage.derived import ContactModel, DerivedTables
+from storage.derived import DerivedTables
 from storage.errors import StorageError
 from storage.guarded import QueryLimits
 from storage.retention import RetentionJob, archive_root, raw_archived_before
@@ -467,7 +467,7 @@ def derived_tables(con: duckdb.DuckDBPyConnection, settings: Settings) -> Derive
     p = settings.processing
     if not p.enabled:
         return None
-    return DerivedTables(con, contact=ContactModel(p.orbit_period_s, p.pass_break_s, p.contact_tolerance_s))
+    return DerivedTables(con, contact=p.contact())
 
 
 def liveness_ok(path: Path, max_age_s: float) -> bool:

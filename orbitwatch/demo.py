@@ -117,8 +117,8 @@ def _simulate(console: Console, servers: str, topic: str, contract_dir: Path, da
 
 
 def _ingest(console: Console, settings: object, sent: int) -> None:
-    from ingest.settings import Settings
     from orbitwatch.daemon import Daemon
+    from orbitwatch.settings import Settings
 
     assert isinstance(settings, Settings)
     console.print(f"[bold]3.[/] the daemon ingests into {settings.storage.path}")

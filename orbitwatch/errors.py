@@ -1,6 +1,16 @@
-"""Exceptions raised by the daemon and CLI wiring.
+"""The product's one exceptions root, and the errors the daemon and CLI wiring raise.
+
+``except OrbitwatchError`` catches everything orbitwatch raises: every package's root derives from it, and
+each package draws its own tree in its ``errors.py``. This module imports nothing of the product, so every
+package may import it (the one upward import the layering allows, see ``[tool.importlinter]``).
 
 OrbitwatchError
+├── ConfigError               settings that cannot be used, named by field (any section, found at start-up)
+├── IngestError               ingest/errors.py: registry, Kafka source and sink
+├── ProcessingError           processing/errors.py: frame shapes
+├── StorageError              storage/errors.py: schema version, lock, queries, archive
+├── AlertingError             alerting/errors.py: rules, rule inputs, delivery, operator commands
+├── SimulatorError            simulator/errors.py: producing the simulated fleet
 ├── DeadLetterLimitExceeded   too many dead letters: likely a bad deploy upstream; the batch is not stored
 ├── BrokerError               the embedded broker could not be started
 ├── DiscoveryFileError        the query service's ``<db>.query.json`` could not be written (names the file)
@@ -12,7 +22,11 @@ from __future__ import annotations
 
 
 class OrbitwatchError(Exception):
-    """Base class of errors raised by the wiring."""
+    """Base class of every error orbitwatch raises (each package's root derives from it)."""
+
+
+class ConfigError(OrbitwatchError):
+    """Settings that cannot be used; the message names the offending field (e.g. ``query.port``)."""
 
 
 class DeadLetterLimitExceeded(OrbitwatchError):

@@ -17,9 +17,9 @@ from datetime import datetime
 from ingest.codec import FrameDecoder
 from ingest.range_reader import RangeReader
 from ingest.registry import SchemaRegistry
-from ingest.settings import Settings
 from orbitwatch.assemble import to_store
 from orbitwatch.daemon import derived_tables
+from orbitwatch.settings import Settings
 from processing.rows import prepare_batch
 from storage.database import open_database
 from storage.retention import raw_archived_before

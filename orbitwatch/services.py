@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from ingest.errors import ConfigError
+from orbitwatch.errors import ConfigError
 from orbitwatch.metrics import DaemonMetrics
 from orbitwatch.query_service import QueryService
 

@@ -10,8 +10,8 @@ from types import FrameType
 
 import click
 
-from ingest.settings import Settings
 from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit, setup_logging
+from orbitwatch.settings import Settings
 from orbitwatch.web.errors import SourceError
 from orbitwatch.web.sources import HistorySource, ServiceSource, Source
 

@@ -24,6 +24,7 @@ live has no prediction (``in_contact_expected`` false, ``predicted_next_contact`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
@@ -58,6 +59,21 @@ LINK_SCHEMA: dict[str, pl.DataType] = {
 KEEP_PASSES = 8
 
 
+@dataclass(frozen=True, slots=True)
+class ContactModel:
+    """How ground passes are predicted (the method above): the defaults are the contract's orbit."""
+
+    orbit_period_s: float = 5760.0
+    """pass interval assumed until two passes were seen (a 96-minute orbit)"""
+    pass_break_s: float = 120.0
+    """live silence that ends a ground pass"""
+    tolerance_s: float = 300.0
+    """lateness after a predicted pass before a rack is stale"""
+
+
+DEFAULT_CONTACT = ContactModel()
+
+
 def _seconds(expr: pl.Expr) -> pl.Expr:
     return expr.dt.total_microseconds().cast(pl.Float64) / 1e6
 
@@ -68,7 +84,11 @@ def empty_link_state() -> pl.DataFrame:
 
 
 def update_link_state(
-    state: pl.DataFrame, frames: pl.DataFrame, *, pass_break_s: float = 120.0, keep: int | None = KEEP_PASSES
+    state: pl.DataFrame,
+    frames: pl.DataFrame,
+    *,
+    pass_break_s: float = DEFAULT_CONTACT.pass_break_s,
+    keep: int | None = KEEP_PASSES,
 ) -> pl.DataFrame:
     """Fold newly received frames into the per-rack link state (steps 1 and 4 of the method above).
 
@@ -127,10 +147,10 @@ def update_link_state(
 def contact_at(
     link_state: pl.DataFrame,
     now: datetime,
-    orbit_period_s: float = 5760,
+    orbit_period_s: float = DEFAULT_CONTACT.orbit_period_s,
     *,
-    pass_break_s: float = 120.0,
-    tolerance_s: float = 300.0,
+    pass_break_s: float = DEFAULT_CONTACT.pass_break_s,
+    tolerance_s: float = DEFAULT_CONTACT.tolerance_s,
 ) -> pl.DataFrame:
     """Per rack in ``link_state``, whether frames should be arriving at ``now`` (steps 2 and 3 above).
 
@@ -166,10 +186,10 @@ def _passes(live: pl.DataFrame, pass_break_s: float) -> pl.DataFrame:
 def expected_contact(
     rack_history: pl.DataFrame,
     now: datetime,
-    orbit_period_s: float = 5760,
+    orbit_period_s: float = DEFAULT_CONTACT.orbit_period_s,
     *,
-    pass_break_s: float = 120.0,
-    tolerance_s: float = 300.0,
+    pass_break_s: float = DEFAULT_CONTACT.pass_break_s,
+    tolerance_s: float = DEFAULT_CONTACT.tolerance_s,
 ) -> pl.DataFrame:
     """Per rack, whether frames should be arriving at ``now``, learnt from its earlier passes.
 

@@ -45,25 +45,16 @@ from processing.counters import HORIZON_MINUTES
 from processing.gaps import GAP_SCHEMA, seq_bounds, update_gaps
 from processing.health import HEALTH_COLUMNS, NOW_COLUMNS, HealthThresholds, judge_now
 from processing.merge import fold_windows
-from processing.passes import LINK_SCHEMA, contact_at, update_link_state
+from processing.passes import LINK_SCHEMA, ContactModel, contact_at, update_link_state
 from processing.rollups import GPU_COUNTERS
+from processing.rows import FRAME_KEY
 from processing.tips import WindowTips
 from processing.windows import WINDOW_KEY, WindowTables, compute_windows, judge_racks
 from storage.database import insert_rows, table_columns
 
 _MINUTE = timedelta(minutes=1)
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
-_FRAME_KEY = ["rack_id", "boot_epoch", "frame_seq"]
 _UTC = pl.Datetime("us", "UTC")
-
-
-@dataclass(frozen=True, slots=True)
-class ContactModel:
-    """How ground passes are predicted (see ``processing.passes``)."""
-
-    orbit_period_s: float = 5760.0
-    pass_break_s: float = 120.0
-    tolerance_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +91,11 @@ class StoredBefore:
         own window, so the stored rows of the touched windows tell (the insert confirms it)."""
         if self.frames.is_empty():
             return rack_rows, gpu_rows
-        stored = self.frames.select(_FRAME_KEY)
-        new_frames = rack_rows.join(stored, on=_FRAME_KEY, how="anti")
+        stored = self.frames.select(FRAME_KEY)
+        new_frames = rack_rows.join(stored, on=FRAME_KEY, how="anti")
         if new_frames.height == rack_rows.height:  # the usual case: no copy of a stored frame
             return rack_rows, gpu_rows
-        return new_frames, gpu_rows.join(stored, on=_FRAME_KEY, how="anti")
+        return new_frames, gpu_rows.join(stored, on=FRAME_KEY, how="anti")
 
 
 @dataclass(frozen=True, slots=True)

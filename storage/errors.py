@@ -1,5 +1,7 @@
 """Exceptions raised by the storage package.
 
+The root derives from ``orbitwatch.errors.OrbitwatchError``, so one ``except`` catches the whole product.
+
 StorageError
 ├── SchemaVersionError   the database was written by a newer orbitwatch, or a migration failed
 ├── DatabaseLockedError  another process holds the DuckDB file
@@ -10,8 +12,10 @@ StorageError
 
 from __future__ import annotations
 
+from orbitwatch.errors import OrbitwatchError
 
-class StorageError(Exception):
+
+class StorageError(OrbitwatchError):
     """Base class of every error raised by ``storage``."""
 
 

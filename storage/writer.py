@@ -28,13 +28,13 @@ from functools import partial
 import duckdb
 import polars as pl
 
+from processing.rows import FRAME_KEY
 from storage.archive import literal
 from storage.database import database_path, disk_full_detail, insert_rows, table_columns
 from storage.derived import DerivedRows, DerivedTables, DerivedUpdate, StoredBefore
 from storage.errors import StorageError
 from storage.transaction_step import TransactionStep, WindowScope
 
-_FRAME_KEY = ["rack_id", "boot_epoch", "frame_seq"]
 CLOCK_SKEW = timedelta(minutes=5)
 ComputeOn = Callable[[Callable[[], DerivedRows]], "Future[DerivedRows]"]
 """Runs a computation elsewhere (the daemon's main thread) and returns its future."""
@@ -244,8 +244,8 @@ class HistoryWriter:
         in the open transaction."""
         assert self.derived is not None
         if new_keys.height != rack_rows.height:
-            rack_rows = rack_rows.join(new_keys, on=_FRAME_KEY, how="semi")
-            gpu_rows = gpu_rows.join(new_keys, on=_FRAME_KEY, how="semi")
+            rack_rows = rack_rows.join(new_keys, on=FRAME_KEY, how="semi")
+            gpu_rows = gpu_rows.join(new_keys, on=FRAME_KEY, how="semi")
         rows = pending.result() if pending is not None else None
         if rows is None or rows.new_frames != rack_rows.height:
             # Computed here, or the insert disagreed with the assumed new rows (a stored copy of a frame
@@ -333,7 +333,7 @@ class HistoryWriter:
             schema={"rack_id": pl.String, "boot_epoch": pl.Int32, "frame_seq": pl.Int64},
             orient="row",
         )
-        return rack_rows.join(archived, on=_FRAME_KEY, how="anti")
+        return rack_rows.join(archived, on=FRAME_KEY, how="anti")
 
     def _insert_frames(self, rack_rows: pl.DataFrame, now: datetime) -> pl.DataFrame:
         rows = rack_rows.with_columns(pl.lit(now).alias("ingested_at"))
@@ -356,7 +356,7 @@ class HistoryWriter:
         )
 
     def _insert_samples(self, gpu_rows: pl.DataFrame, offered: int, new_keys: pl.DataFrame) -> int:
-        rows = gpu_rows if new_keys.height == offered else gpu_rows.join(new_keys, on=_FRAME_KEY, how="semi")
+        rows = gpu_rows if new_keys.height == offered else gpu_rows.join(new_keys, on=FRAME_KEY, how="semi")
         insert_rows(self._con, "gpu_samples", self._gpu_columns, rows)
         return rows.height
 

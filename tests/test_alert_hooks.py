@@ -42,10 +42,10 @@ from alerting.hooks import (
 )
 from alerting.payload import ZERO_TIME, AlertItem, Notification, alertmanager_body, encode, fingerprint
 from ingest.admin import create_topic
-from ingest.errors import ConfigError
 from ingest.settings import KafkaSettings
 from ingest.sink import KafkaSink
 from orbitwatch.broker import EmbeddedBroker, free_port
+from orbitwatch.errors import ConfigError
 
 T0 = datetime(2031, 3, 4, 5, 6, 7, 250_000, tzinfo=UTC)
 EXTERNAL_URL = "http://orbitwatch.ground:9464"

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from ingest.settings import Settings, load_settings
 from orbitwatch.metrics import DaemonMetrics
+from orbitwatch.settings import Settings, load_settings
 from storage.retention import archive_root
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,7 @@ import httpx
 import polars as pl
 import pytest
 
-from ingest.errors import ConfigError
-from orbitwatch.errors import DiscoveryFileError, QueryServiceError
+from orbitwatch.errors import ConfigError, DiscoveryFileError, QueryServiceError
 from orbitwatch.query_client import QueryClient
 from orbitwatch.query_service import QueryService, discovery_path
 from orbitwatch.result_formats import CONTENT_TYPES, WIRE_FORMATS, decode

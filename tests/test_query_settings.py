@@ -6,9 +6,9 @@ import inspect
 
 import pytest
 
-from ingest.errors import ConfigError
-from ingest.settings import QuerySettings, load_settings
+from orbitwatch.errors import ConfigError
 from orbitwatch.query_service import QueryService
+from orbitwatch.settings import QuerySettings, load_settings
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost", "LOCALHOST"])

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.errors import ConfigError, SchemaRegistryError
+from ingest.errors import SchemaRegistryError
 from ingest.registry import SchemaRegistry
-from ingest.settings import DEFAULT_CONTRACT_DIR, load_settings
+from ingest.settings import DEFAULT_CONTRACT_DIR
 from ingest.source import consumer_config
+from orbitwatch.errors import ConfigError
+from orbitwatch.settings import load_settings
 
 V2 = (DEFAULT_CONTRACT_DIR / "rack_frame_v2.avsc").read_text()
 

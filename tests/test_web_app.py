@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from ingest.codec import FrameDecoder
-from ingest.settings import WebSettings
 from orbitwatch import assemble
 from orbitwatch.broker import free_port
 from orbitwatch.query_service import QueryService, discovery_path
+from orbitwatch.settings import WebSettings
 from orbitwatch.web.server import WebServer
 from orbitwatch.web.sources import HistorySource, ServiceSource
 from processing.rows import prepare_batch

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ingest.settings import WebSettings
 from orbitwatch.http_edge import HttpEdge, HttpLimits
+from orbitwatch.settings import WebSettings
 from orbitwatch.web.app import create_app
 from orbitwatch.web.live import LiveUpdates
 from orbitwatch.web.sources import Fleet, Source

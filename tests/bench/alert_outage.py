@@ -34,8 +34,8 @@ from pathlib import Path
 import duckdb
 
 from ingest.admin import create_topic
-from ingest.settings import load_settings
 from orbitwatch.daemon import Daemon
+from orbitwatch.settings import load_settings
 from simulator.config import FaultSpec, SimulationConfig
 from simulator.messages import generate
 from simulator.produce import produce

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from ingest.codec import FrameDecoder
 from ingest.registry import SchemaRegistry
-from ingest.settings import Settings, load_settings
 from ingest.source import KafkaSource, NoHistory
 from orbitwatch.daemon import Daemon
+from orbitwatch.settings import Settings, load_settings
 
 IDLE_S = 3.0
 Step = Callable[[], tuple[int, int] | None]  # one poll: (messages, samples) or None when nothing came

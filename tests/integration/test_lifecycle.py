@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.settings import Settings, load_settings
 from orbitwatch.daemon import Daemon
+from orbitwatch.settings import Settings, load_settings
 from simulator.config import SimulationConfig
 from tests.integration.daemons import GROUP_SETTINGS
 from tests.integration.fleet import send_fleet
