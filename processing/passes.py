@@ -147,10 +147,7 @@ def update_link_state(
 def contact_at(
     link_state: pl.DataFrame,
     now: datetime,
-    orbit_period_s: float = DEFAULT_CONTACT.orbit_period_s,
-    *,
-    pass_break_s: float = DEFAULT_CONTACT.pass_break_s,
-    tolerance_s: float = DEFAULT_CONTACT.tolerance_s,
+    contact: ContactModel = DEFAULT_CONTACT,
 ) -> pl.DataFrame:
     """Per rack in ``link_state``, whether frames should be arriving at ``now`` (steps 2 and 3 above).
 
@@ -161,13 +158,13 @@ def contact_at(
     intervals = starts.list.eval(_seconds(pl.element().diff()).drop_nulls())
     next_contact = pl.col("last_pass_start") + pl.duration(seconds=pl.col("pass_interval_s"))
     now_lit = pl.lit(now).dt.convert_time_zone("UTC")
-    in_pass = _seconds(now_lit - pl.col("last_live_at")) <= pass_break_s
-    overdue = _seconds(now_lit - pl.col("predicted_next_contact")) >= tolerance_s
+    in_pass = _seconds(now_lit - pl.col("last_live_at")) <= contact.pass_break_s
+    overdue = _seconds(now_lit - pl.col("predicted_next_contact")) >= contact.tolerance_s
     return (
         link_state.with_columns(
             now_lit.alias("as_of"),
             starts.list.max().alias("last_pass_start"),
-            intervals.list.median().fill_null(orbit_period_s).alias("pass_interval_s"),
+            intervals.list.median().fill_null(contact.orbit_period_s).alias("pass_interval_s"),
         )
         .with_columns(next_contact.alias("predicted_next_contact"))
         .with_columns((in_pass | overdue).fill_null(value=False).alias("in_contact_expected"))
@@ -186,10 +183,7 @@ def _passes(live: pl.DataFrame, pass_break_s: float) -> pl.DataFrame:
 def expected_contact(
     rack_history: pl.DataFrame,
     now: datetime,
-    orbit_period_s: float = DEFAULT_CONTACT.orbit_period_s,
-    *,
-    pass_break_s: float = DEFAULT_CONTACT.pass_break_s,
-    tolerance_s: float = DEFAULT_CONTACT.tolerance_s,
+    contact: ContactModel = DEFAULT_CONTACT,
 ) -> pl.DataFrame:
     """Per rack, whether frames should be arriving at ``now``, learnt from its earlier passes.
 
@@ -201,5 +195,5 @@ def expected_contact(
     if missing:
         raise FrameShapeError(f"rack history lacks columns {missing}")
     known = rack_history.select(HISTORY_COLUMNS).filter(pl.col("received_at") <= now)
-    state = update_link_state(empty_link_state(), known, pass_break_s=pass_break_s, keep=None)
-    return contact_at(state, now, orbit_period_s, pass_break_s=pass_break_s, tolerance_s=tolerance_s)
+    state = update_link_state(empty_link_state(), known, pass_break_s=contact.pass_break_s, keep=None)
+    return contact_at(state, now, contact)

@@ -528,8 +528,7 @@ class DerivedTables:
         latest = self._latest_windows(previous, rows)
         if link.is_empty() or latest.is_empty():
             return 0
-        c = self.contact
-        contact = contact_at(link, as_of, c.orbit_period_s, pass_break_s=c.pass_break_s, tolerance_s=c.tolerance_s)
+        contact = contact_at(link, as_of, self.contact)
         judged = judge_now(latest, contact, self.thresholds).join(
             latest.select("rack_id", pl.col("reasons").alias("last_known_reasons")), on="rack_id"
         )
