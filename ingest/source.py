@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
@@ -23,81 +23,16 @@ from ingest.codec import RawBatch
 from ingest.errors import SourceError
 from ingest.resume import Claim, Resume, resume_position
 from ingest.settings import KafkaSettings
+from ingest.source_protocol import NoHistory, OffsetStore
+
+# OffsetStore and NoHistory live in ingest.source_protocol (no Kafka there, for ingest.local_source too).
+__all__ = ["COMMIT_TIMEOUT_MS", "PROBE_TIMEOUT_MS", "KafkaSource", "NoHistory", "OffsetStore", "consumer_config"]
 
 log = logging.getLogger(__name__)
 COMMIT_TIMEOUT_MS = 5_000
 """An offset commit waits at most this long (DuckDB holds the truth; the next commit carries it on)."""
 PROBE_TIMEOUT_MS = 2_000
 """The end-offset probe (lag, and whether the broker answers) waits at most this long."""
-
-
-class OffsetStore(Protocol):
-    """What the history holds of this topic's offsets (``storage.writer.HistoryWriter`` for one topic)."""
-
-    def stored(self) -> dict[int, int]:
-        """Next offset per partition, as committed with the data."""
-        ...
-
-    def handovers(self) -> dict[int, int]:
-        """Partitions handed over to another group member in a rebalance, at these next offsets."""
-        ...
-
-    def record_handovers(self, offsets: dict[int, int]) -> None:
-        """Remember partitions handed over at ``offsets``."""
-        ...
-
-    def forget_handovers(self, partitions: list[int]) -> None:
-        """The partitions are this history's again."""
-        ...
-
-    def claims(self) -> dict[int, int | None]:
-        """Partitions this history was assigned, at the offset it began reading each (None: reset)."""
-        ...
-
-    def record_claims(self, first_offsets: dict[int, int | None]) -> None:
-        """Remember partitions newly assigned and where this history begins reading them."""
-        ...
-
-    def forget_claims(self, partitions: list[int]) -> None:
-        """Partitions handed over before this history stored anything of them."""
-        ...
-
-    def before_revoke(self) -> dict[int, int]:
-        """Finish the batch in flight; the next offsets it stored (to commit before letting go)."""
-        ...
-
-
-class NoHistory:
-    """An ``OffsetStore`` that holds nothing: a consumer without a history (benchmarks, tools) resumes at
-    the group's committed offsets, or ``auto_offset_reset``."""
-
-    def stored(self) -> dict[int, int]:
-        """No stored offsets."""
-        return {}
-
-    def handovers(self) -> dict[int, int]:
-        """No handovers."""
-        return {}
-
-    def record_handovers(self, offsets: dict[int, int]) -> None:
-        """Nothing to remember."""
-
-    def forget_handovers(self, partitions: list[int]) -> None:
-        """Nothing to forget."""
-
-    def claims(self) -> dict[int, int | None]:
-        """No claims."""
-        return {}
-
-    def record_claims(self, first_offsets: dict[int, int | None]) -> None:
-        """Nothing to remember."""
-
-    def forget_claims(self, partitions: list[int]) -> None:
-        """Nothing to forget."""
-
-    def before_revoke(self) -> dict[int, int]:
-        """No write in flight."""
-        return {}
 
 
 def consumer_config(settings: KafkaSettings) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Contract tests: one suite, run against the in-process fake and the real source."""
