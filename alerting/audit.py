@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 if TYPE_CHECKING:
-    from alerting.tables import AlertCommand
+    from alerting.commands import AlertCommand
 
 
 @dataclass(frozen=True, slots=True)

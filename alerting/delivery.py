@@ -41,7 +41,7 @@ import duckdb
 
 from alerting import outbox
 from alerting.errors import DeliveryError
-from alerting.hooks import Hook, backoff_s
+from alerting.hooks.base import Hook, backoff_s
 from alerting.payload import AlertItem
 
 log = logging.getLogger(__name__)

@@ -61,17 +61,10 @@ from datetime import timedelta
 import polars as pl
 
 from alerting.errors import RuleInputError
-from alerting.rules import (
-    Absent,
-    Placeholder,
-    Rate,
-    Rule,
-    Scope,
-    Severity,
-    StateCondition,
-    Threshold,
-    parse_template,
-)
+from alerting.rules.conditions import Absent, Rate, StateCondition, Threshold
+from alerting.rules.rule import Rule
+from alerting.rules.templates import Placeholder, parse_template
+from alerting.rules.vocabulary import Scope, Severity
 
 WINDOW = timedelta(minutes=1)
 """The length of a window (``window_start`` to the next)."""

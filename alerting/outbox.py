@@ -43,6 +43,7 @@ from alerting.payload import (
     alertmanager_body,
     encode,
 )
+from storage.tables import ALERT_OUTBOX
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -53,6 +54,8 @@ _MAX_ERROR = 2000
 _FEW = 3
 """Up to this many rows are inserted one statement each; more go in as one Arrow scan."""
 _ROW_COLUMNS = "id, hook, group_key, status, body, attempts, next_attempt_at"
+_INSERTED = ("id", "hook", "group_key", "status", "fingerprints", "body")
+"""The ``alert_outbox`` columns a batch of notifications brings (the rest are set in SQL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +116,7 @@ def enqueue(
     ids = sorted(int(r[0]) for r in con.execute("SELECT nextval('alert_outbox_id') FROM range(?)", [count]).fetchall())
     rows = pl.DataFrame(
         {"id": ids, "hook": hooks, "group_key": keys, "status": statuses, "fingerprints": fingerprints, "body": bodies},
-        schema={
-            "id": pl.Int64,
-            "hook": pl.String,
-            "group_key": pl.String,
-            "status": pl.String,
-            "fingerprints": pl.List(pl.String),
-            "body": pl.Binary,
-        },
+        schema={name: ALERT_OUTBOX.polars_schema[name] for name in _INSERTED},
     )
     con.register("alert_outbox_rows", rows)
     try:

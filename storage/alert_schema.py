@@ -1,6 +1,10 @@
-"""The alerting tables' DDL (migrations 3 and 7 of ``storage.schema``); ``alerting`` reads and writes them.
+"""The alerting tables' DDL as migrations 3 and 7 of ``storage.schema`` ran it: frozen text, never edited.
 
-Declared here so that ``storage`` owns every table of the history and imports nothing from ``alerting``.
+``storage`` owns every table of the history and imports nothing from ``alerting``. The tables' current
+shapes (what ``alerting`` reads and writes, and its polars schemas) are declared once, in
+``storage.tables`` (``ALERT_STATE``, ``ALERT_OUTBOX``, ``ALERT_AUDIT``); a migration keeps the text it ran,
+so a later change to a declaration cannot change what an old migration creates (``storage.table``), and
+``tests/test_table_declarations.py`` checks that the migrated tables equal the declarations.
 """
 
 from __future__ import annotations
@@ -28,12 +32,7 @@ STATE_DDL = """CREATE TABLE alert_state (
     acked_until TIMESTAMPTZ,
     shelved_until TIMESTAMPTZ
 )"""
-"""``alert_state``: one row per live alert (``alerting.lifecycle.STATE_SCHEMA``, same column order). ``status``:
-pending|firing; ``started_at``: event time the run began; ``fired_at`` (= ``event_at``), ``learned_at`` (the
-``as_of`` it fired at), ``playback``: null while pending; ``last_held_at``: newest held window;
-``last_<severity>_at``: newest held window at that severity (damped de-escalation); ``notified``: its firing reached
-receivers (``suppressed``); ``acked_until``, ``shelved_until``: null unless set. Labels, group and annotations are
-JSON objects."""
+"""Migration 3's ``alert_state`` (columns: ``storage.tables.ALERT_STATE``)."""
 
 
 OUTBOX_DDL: tuple[str, ...] = (
@@ -53,8 +52,9 @@ OUTBOX_DDL: tuple[str, ...] = (
                 last_error VARCHAR,
                 PRIMARY KEY (id))""",
 )
-"""The outbox's schema, for a migration. No secondary index on purpose: an indexed column is updated as
-a delete plus an insert, and the worker updates ``state`` often; the pending rows are found by a scan."""
+"""Migration 3's ``alert_outbox`` and its id sequence (columns: ``storage.tables.ALERT_OUTBOX``). No secondary
+index on purpose: an indexed column is updated as a delete plus an insert, and the worker updates ``state``
+often; the pending rows are found by a scan."""
 
 AUDIT_DDL = """CREATE TABLE alert_audit (
     requested_at TIMESTAMPTZ NOT NULL,
@@ -67,4 +67,4 @@ AUDIT_DDL = """CREATE TABLE alert_audit (
     fingerprints VARCHAR[] NOT NULL,
     reason VARCHAR,
     applied_at TIMESTAMPTZ NOT NULL)"""
-"""``alert_audit``: one row per operator's command, applied or rejected (``alerting.audit``)."""
+"""Migration 7's ``alert_audit`` (columns: ``storage.tables.ALERT_AUDIT``)."""

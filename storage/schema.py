@@ -20,6 +20,15 @@ Tables (columns are documented in the README):
   backup, a lost WAL) still knows the partition was its own and reads it again.
 - v7, alerting: ``alert_audit``: operators' alert commands, who asked and when, applied or rejected
   (``alerting.audit``).
+
+**Migrations are frozen; declarations are current.** A migration's statements are the text it ran, kept
+verbatim (here and in ``storage.alert_schema``) and never rendered from a declaration: a fresh database
+must get from migration N exactly what every database that ran N got, or fresh and upgraded databases
+would drift apart the day a declaration changed. The tables' current shapes are declared once in
+``storage.tables`` (``storage.table.Table``: DDL and polars schema from one declaration), and code takes
+its polars schemas from there. Changing a table means a new migration (e.g. ``ALTER TABLE``) plus the
+declaration; ``tests/test_table_declarations.py`` fails until a freshly migrated database has exactly the
+declared columns, types, nullability, defaults, keys and checks.
 """
 
 from __future__ import annotations
