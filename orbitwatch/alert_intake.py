@@ -1,7 +1,7 @@
 """Operators' alert commands taken over HTTP (``POST /v1/alerts/commands``), by the same path as the CLI.
 
 The query service runs on its own threads and must not touch the writer's connection, so a command is
-spooled (``alerting.tables.spool_command``) exactly as ``orbitwatch alerts ack`` spools it while a daemon
+spooled (``alerting.spool.spool_command``) exactly as ``orbitwatch alerts ack`` spools it while a daemon
 runs; the daemon applies it between batches, with its ``alert_audit`` row, and the request waits a few
 seconds for the outcome. The server sets ``requested_at`` (a client's clock is not trusted); ``via`` is
 ``web`` for the web view and ``api`` otherwise.
@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from alerting.commands import AlertCommand
 from alerting.errors import CommandError
-from alerting.tables import AlertCommand, spool_command, spool_dir, spool_outcome
+from alerting.spool import spool_command, spool_dir, spool_outcome
 from orbitwatch.errors import ServiceError
 from orbitwatch.query_service import AlertCommands
 

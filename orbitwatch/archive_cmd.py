@@ -7,18 +7,17 @@ itself every ``retention.interval_s``); ``views`` only looks at the archive dire
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import click
 import duckdb
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from orbitwatch.cli_common import CONFIG_OPTION, settings_or_exit
+from orbitwatch.render import DocumentFormat, TextTable, format_size, format_time, render_blocks, render_document
 from storage.archive import identifier, literal, temp_view, view_statements
 from storage.errors import StorageError
 from storage.retention import ARCHIVED_TABLES, DayToArchive, RetentionJob, RetentionReport, archive_root
@@ -27,21 +26,14 @@ DB_OPTION = click.option(
     "--db", type=click.Path(path_type=Path, dir_okay=False), help="History file (default: storage.path)."
 )
 _PARTS_GLOB = "*/*.parquet"
+RUN_WIDTH = 160
+"""Terminal columns of ``archive run``'s report."""
+STATUS_WIDTH = 180
+"""Terminal columns of ``archive status``'s table."""
 
 
 def _when(value: datetime | None) -> str:
-    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ")
-
-
-def _size(count: int) -> str:
-    if count < 1024:
-        return f"{count} B"
-    value = count / 1024
-    for unit in ("KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
+    return format_time(value, seconds=False)
 
 
 def _paths(config_path: Path | None, db: Path | None) -> tuple[Path, Path, Any]:
@@ -72,31 +64,29 @@ def archive() -> None:
 # ---- run ---------------------------------------------------------------------------------------------------
 
 
+def run_report(report: RetentionReport, root: Path) -> list[str | TextTable]:
+    """What one run moved: the cutoffs, one row per file written, the total, deferred days, removed orphans."""
+    if report.newest is None:
+        lines: list[str | TextTable] = ["nothing stored yet: nothing to archive"]
+    else:
+        lines = [
+            f"newest data {_when(report.newest)}: raw rows kept from {_when(report.raw_cutoff)}, "
+            f"rollups from {_when(report.rollup_cutoff)}; archive {root}"
+        ]
+    if report.parts:
+        table = TextTable(("table", "day", "rows", "bytes", "file"), boxed=False)
+        for part in report.parts:
+            table.add(part.table, part.day.isoformat(), f"{part.rows:,}", format_size(part.bytes), part.path.name)
+        lines.append(table)
+    lines.append(f"moved {report.rows:,} rows in {len(report.parts)} files ({format_size(report.bytes)})")
+    lines += [f"deferred {deferred.table} {deferred.day}: {deferred.reason}" for deferred in report.deferred]
+    lines += [f"removed {orphan} (not in archive_log: left by an interrupted run)" for orphan in report.orphans_removed]
+    return lines
+
+
 def render_run(report: RetentionReport, root: Path) -> str:
     """What one run moved, one line per file, then deferred days and removed orphans."""
-    console = Console(width=160)
-    with console.capture() as captured:
-        if report.newest is None:
-            console.print("nothing stored yet: nothing to archive", highlight=False)
-        else:
-            console.print(
-                f"newest data {_when(report.newest)}: raw rows kept from {_when(report.raw_cutoff)}, "
-                f"rollups from {_when(report.rollup_cutoff)}; archive {root}",
-                highlight=False,
-            )
-        if report.parts:
-            table = Table("table", "day", "rows", "bytes", "file", box=None)
-            for part in report.parts:
-                table.add_row(part.table, part.day.isoformat(), f"{part.rows:,}", _size(part.bytes), part.path.name)
-            console.print(table)
-        console.print(
-            f"moved {report.rows:,} rows in {len(report.parts)} files ({_size(report.bytes)})", highlight=False
-        )
-        for deferred in report.deferred:
-            console.print(f"deferred {deferred.table} {deferred.day}: {deferred.reason}", highlight=False)
-        for orphan in report.orphans_removed:
-            console.print(f"removed {orphan} (not in archive_log: left by an interrupted run)", highlight=False)
-    return captured.get()
+    return render_blocks(run_report(report, root), RUN_WIDTH)
 
 
 @archive.command("run")
@@ -171,17 +161,14 @@ def archive_status(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return records
 
 
-def _plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime | date) else value
-
-
 def render_status(records: list[dict[str, Any]], header: str) -> str:
     """The status as a table under ``header``."""
-    table = Table(
-        "table", "live rows", "live days", "live from", "archived days", "files", "archived rows", "bytes", box=None
+    table = TextTable(
+        ("table", "live rows", "live days", "live from", "archived days", "files", "archived rows", "bytes"),
+        boxed=False,
     )
     for r in records:
-        table.add_row(
+        table.add(
             r["table"],
             f"{r['live_rows']:,}",
             str(r["live_days"]),
@@ -189,20 +176,16 @@ def render_status(records: list[dict[str, Any]], header: str) -> str:
             "-" if not r["archived_days"] else f"{r['archived_days']} ({r['archived_from']}..{r['archived_to']})",
             str(r["archived_files"]),
             f"{r['archived_rows']:,}",
-            _size(r["archived_bytes"]),
+            format_size(r["archived_bytes"]),
         )
-    console = Console(width=180)
-    with console.capture() as captured:
-        console.print(header, highlight=False, markup=False)
-        console.print(table)
-    return captured.get()
+    return render_blocks([header, table], STATUS_WIDTH)
 
 
 @archive.command("status")
 @CONFIG_OPTION
 @DB_OPTION
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def status_command(config_path: Path | None, db: Path | None, fmt: Literal["table", "json"]) -> None:
+def status_command(config_path: Path | None, db: Path | None, fmt: DocumentFormat) -> None:
     """Per table: rows and days still in DuckDB, and days, files, rows and bytes in the archive."""
     path, root, settings = _paths(config_path, db)
     con = _open(path, read_only=True)
@@ -213,7 +196,7 @@ def status_command(config_path: Path | None, db: Path | None, fmt: Literal["tabl
     finally:
         con.close()
     if fmt == "json":
-        click.echo(json.dumps([{k: _plain(v) for k, v in r.items()} for r in records], indent=1))
+        click.echo(render_document(records), nl=False)
         return
     r = settings.retention
     header = f"{path}: archive {root} (keeps raw {r.raw_days} days, rollups {r.rollup_days} days before the newest)"

@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 import duckdb
 
-from ingest.errors import IngestError
 from orbitwatch.alerts_cmd import alerts, rules_dry_run
 from orbitwatch.archive_cmd import archive
 from orbitwatch.cli_common import CONFIG_OPTION, open_history, settings_or_exit, setup_logging
@@ -76,12 +75,12 @@ def run(config_path: Path | None, exit_when_idle: float | None, max_messages: in
     )
     try:
         daemon = Daemon(settings)
-    except (IngestError, StorageError) as exc:
+    except OrbitwatchError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
         consumed = daemon.run(exit_when_idle_s=exit_when_idle, max_messages=max_messages)
         log.info("stopped after %d messages", consumed)
-    except (OrbitwatchError, IngestError, StorageError) as exc:
+    except OrbitwatchError as exc:
         log.error("stopping: %s", exc)
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -242,7 +241,7 @@ def replay_command(config_path: Path | None, start: str, end: str, seek_by_time:
 
         try:
             result = replay(settings, first, last, seek_by_time=seek_by_time, idle_s=idle, progress=show)
-        except (IngestError, StorageError) as exc:
+        except OrbitwatchError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(
         f"replayed {result.in_range} of {result.scanned} messages scanned: {result.frames_stored} frames stored, "
@@ -301,7 +300,7 @@ def rules() -> None:
 def rules_check(path: Path) -> None:
     """Validate a rules file: every problem is listed with its rule and field; exit 1 if any."""
     from alerting.errors import RulesError
-    from alerting.rules import load_rules
+    from alerting.rules.loading import load_rules
 
     try:
         ruleset = load_rules(path)

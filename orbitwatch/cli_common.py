@@ -11,7 +11,7 @@ from typing import Any
 import click
 import duckdb
 
-from ingest.errors import IngestError
+from orbitwatch.errors import ConfigError
 from orbitwatch.settings import Settings, load_settings
 from storage.errors import StorageError
 
@@ -28,7 +28,7 @@ def settings_or_exit(config_path: Path | None, **overrides: Any) -> Settings:
     """Load settings; a bad value exits with a message naming the field (no traceback)."""
     try:
         return load_settings(config_path, **overrides)
-    except IngestError as exc:
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
 

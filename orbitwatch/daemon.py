@@ -5,78 +5,46 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
 import duckdb
 import polars as pl
 
-from alerting.delivery import DeliveryWorker
-from alerting.errors import AlertingError, RulesError
-from alerting.hooks import build_hook
-from alerting.payload import AlertItem
-from alerting.rules import RuleSet, load_rules
-from alerting.tables import AlertTables, apply_spool, snapshot_path, spool_dir
+from alerting.rules.ruleset import RuleSet
+from alerting.spool import apply_spool, spool_dir
 from ingest.broker_state import BrokerState, QuietDuringOutage
 from ingest.codec import FrameDecoder
 from ingest.registry import SchemaRegistry
 from ingest.source import KafkaSource
-from orbitwatch.alert_intake import alert_intake
+from ingest.source_protocol import Source, SourceFactory
 from orbitwatch.archive_boundary import ArchiveBoundary
 from orbitwatch.assemble import dead_reasons, to_store
+from orbitwatch.daemon_parts import (
+    alert_tables,
+    background_services,
+    delivery_worker,
+    derived_tables,
+    load_alert_rules,
+    newest_sample,
+    open_history,
+    query_service,
+    retention_worker,
+)
 from orbitwatch.dlq_limit import DeadLetterLimit
-from orbitwatch.errors import ConfigError
 from orbitwatch.inflight import FinishedWrite, InFlightWrite, seconds_since
 from orbitwatch.metrics import DaemonMetrics
 from orbitwatch.offset_store import HistoryOffsets
-from orbitwatch.query_service import QueryService, discovery_path
+from orbitwatch.progress import Progress
 from orbitwatch.report import Reporter
-from orbitwatch.retention_worker import RetentionWorker
-from orbitwatch.services import MetricsEndpoint, QueryEndpoint, Services
 from orbitwatch.settings import Settings
 from processing.rows import prepare_batch
-from storage.archive import ArchiveViews
-from storage.database import open_database
-from storage.derived import DerivedTables
 from storage.errors import StorageError
-from storage.guarded import QueryLimits
-from storage.retention import RetentionJob, archive_root, raw_archived_before
+from storage.retention import raw_archived_before
 from storage.writer import HistoryWriter, StoredBatch
 
 log = logging.getLogger(__name__)
-
-
-class Progress:
-    """In-memory snapshot of what the daemon committed, for ``/v1/status`` (read from other threads)."""
-
-    def __init__(self, stored: dict[int, int]) -> None:
-        self.next_offsets = dict(stored)
-        self.lag: dict[int, int] = {}
-        self.assigned: list[int] = []
-        self.last_commit: datetime | None = None
-        self.messages = 0
-
-    def committed(self, next_offsets: dict[int, int], messages: int) -> None:
-        """A batch committed (DuckDB, then Kafka) up to ``next_offsets``."""
-        self.next_offsets = {**self.next_offsets, **next_offsets}
-        self.last_commit = datetime.now(UTC)
-        self.messages += messages
-
-    def partitions(self) -> list[dict[str, int | bool | None]]:
-        """Per partition known to this history or assigned now: next offset, lag, assigned."""
-        numbers = sorted(set(self.next_offsets) | set(self.assigned))
-        return [
-            {
-                "partition": p,
-                "next_offset": self.next_offsets.get(p),
-                "lag": self.lag.get(p),
-                "assigned": p in self.assigned,
-            }
-            for p in numbers
-        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,44 +58,52 @@ class BatchResult:
 class Daemon:
     """Kafka -> decode -> process -> DuckDB -> commit; DuckDB stores one batch while the next is read."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, source: SourceFactory = KafkaSource) -> None:
+        """Open the history and build every step; ``source`` builds the consumer (``LocalBroker.consumer``
+        runs the batch loop in process). Builders are in ``orbitwatch.daemon_parts``."""
         self.settings = settings
-        storage = settings.storage
         rules = load_alert_rules(settings)  # a bad rules file stops the daemon before it opens anything
-        archive = archive_root(storage.path, settings.retention.archive_dir)
-        archive.mkdir(parents=True, exist_ok=True)
-        self._con = open_database(
-            storage.path,
-            memory_limit=storage.memory_limit,
-            threads=duckdb_threads(settings),
-            checkpoint_threshold=storage.checkpoint_threshold,
-            compatibility_version=storage.compatibility_version,
-            sandbox=[archive],  # the query service reads no other file; retention writes there
-        )
-        alerts = (  # alerts CLI: the daemon keeps a snapshot of its live alerts beside the database
-            AlertTables(self._con, rules, settings.alerting.external_url, snapshot_path(storage.path))
-            if rules is not None
-            else None
-        )
-        self.writer = HistoryWriter(self._con, derived_tables(self._con, settings), alerts)
+        self._con, archive = open_history(settings)
+        try:
+            self._build_writer(rules)
+            self._build_services(archive)
+            self._build_source(source)
+        except BaseException:  # a part that cannot be built (a bad hook, a busy port) leaves nothing open
+            self._con.close()
+            raise
+        self._stopping = False
+        self._last_alive = 0.0
+        self._last_lag = 0.0
+        self._checkpointed = False  # once after the first batch: the history's offsets then live in the file
+        self._progress = Progress(self.writer.stored_offsets(settings.kafka.topic))
+        self._last_data = self._last_refresh = time.monotonic()
+
+    def _build_writer(self, rules: RuleSet | None) -> None:
+        """The writer (raw rows, derived tables, alert step in one transaction), its delivery worker and the
+        write in flight."""
+        alerts = alert_tables(self._con, self.settings, rules)
+        self.writer = HistoryWriter(self._con, derived_tables(self._con, self.settings), alerts)
         self.alerts = alerts if self.writer.derived is not None else None  # the writer's step, when it derives
         self.delivery = (
-            delivery_worker(self._con, rules, settings, alerts.firing_for)
+            delivery_worker(self._con, rules, self.settings, alerts.firing_for)
             if rules is not None and alerts is not None
             else None
         )
+        self.in_flight = InFlightWrite(self.writer)
+
+    def _build_services(self, archive: Path) -> None:
+        """Metrics, the query service, retention and its archive boundary, and the background services."""
+        settings = self.settings
         self.metrics = DaemonMetrics()
         self.metrics.freshness.observe(self.writer.newest_by_satellite())  # satellites silent since a restart
         if (delivery := self.delivery) is not None:
             self.metrics.watch_backlog(lambda: delivery.backlog)
         self.backlogged = False  # the last batch was full: more is waiting (queries are paced meanwhile)
-        self.queries = (
-            query_service(self._con, settings, self.metrics, lambda: self.backlogged, self.status)
-            if settings.query.enabled
-            else None
-        )
+        self.queries = query_service(self._con, settings, self.metrics, lambda: self.backlogged, self.status)
         self.retention = retention_worker(self._con, archive, settings)
-        self.services = background_services(self, settings)
+        self.services = background_services(
+            settings, self.metrics, delivery=self.delivery, retention=self.retention, queries=self.queries
+        )
         r = settings.retention
         self.boundary = ArchiveBoundary(
             newest_sample(self._con), r.raw_days if r.enabled else None, raw_archived_before(self._con)
@@ -135,22 +111,20 @@ class Daemon:
         self._in_flight_boundary = self.boundary.value
         if self.retention is not None:
             self.retention.job.raw_fence = self.boundary.value  # nothing in flight yet
-        self.in_flight = InFlightWrite(self.writer)
+
+    def _build_source(self, source: SourceFactory) -> None:
+        """The decoder, the broker's state (kafka-python's reconnect logs quietened during an outage), the
+        offsets kept in the history, the consumer, the dead-letter limit."""
+        settings = self.settings
         self.decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir, settings.registry.url))
         self.broker = BrokerState(settings.kafka.bootstrap_servers)
+        self.offsets = HistoryOffsets(self.writer, settings.kafka.topic, self.in_flight)
+        self.source: Source = source(settings.kafka, self.offsets, self.broker)
         self._quiet = QuietDuringOutage(self.broker)
         for handler in logging.getLogger().handlers:  # kafka-python logs each failed reconnect
             handler.addFilter(self._quiet)
-        self.offsets = HistoryOffsets(self.writer, settings.kafka.topic, self.in_flight)
-        self.source = KafkaSource(settings.kafka, self.offsets, self.broker)
         d = settings.daemon
         self.dlq_limit = DeadLetterLimit(d.dlq_max_ratio, d.dlq_window_messages, d.dlq_max_consecutive)
-        self._stopping = False
-        self._last_alive = 0.0
-        self._last_lag = 0.0
-        self._checkpointed = False  # once after the first batch: the history's offsets then live in the file
-        self._progress = Progress(self.writer.stored_offsets(settings.kafka.topic))
-        self._last_data = self._last_refresh = time.monotonic()
 
     def run_batch(self) -> BatchResult | None:
         """The flow of one batch; returns the previous batch once DuckDB and then Kafka committed it."""
@@ -348,126 +322,6 @@ class Daemon:
         newest = batch.rack_rows.group_by("satellite_id").agg(pl.col("sampled_at").max())
         seconds = seconds_since(finished.polled_at)
         self.metrics.observe_batch(batch.topic, finished.stored, dict(newest.iter_rows()), seconds)
-
-
-def background_services(daemon: Daemon, settings: Settings) -> Services:
-    """The daemon's background services in start order: delivery, retention, metrics, queries last.
-
-    The query service starts last and so stops first: no query is served once the others stop.
-    """
-    services = Services()
-    services.add(daemon.delivery)
-    services.add(daemon.retention)
-    d = settings.daemon
-    if d.metrics_port is not None:
-        services.add(MetricsEndpoint(daemon.metrics, d.metrics_host, d.metrics_port))
-    if daemon.queries is not None:
-        q = settings.query
-        services.add(QueryEndpoint(daemon.queries, q.host, q.port, discovery_path(settings.storage.path)))
-    return services
-
-
-def duckdb_threads(settings: Settings) -> int | None:
-    """DuckDB's worker threads: ``storage.threads``, or 1 while processing is enabled.
-
-    With processing, the daemon keeps two cores busy on its own (decode and recompute on the main thread,
-    inserts on the writer thread); DuckDB's own second thread then only contends with the recompute.
-    Measured on 2 cores: 450k samples/s with DuckDB's default, 480k with 1 thread (the backbone alone
-    is faster with the default: 670k against 600k, so it keeps it).
-    """
-    if settings.storage.threads is not None:
-        return settings.storage.threads
-    return 1 if settings.processing.enabled else None
-
-
-def retention_worker(con: duckdb.DuckDBPyConnection, root: Path, settings: Settings) -> RetentionWorker | None:
-    """The retention thread the settings ask for (its cursor made now, before other threads use ``con``)."""
-    r = settings.retention
-    if not r.enabled:
-        return None
-    cursor = con.cursor()
-    return RetentionWorker(RetentionJob(cursor, root, r.raw_days, r.rollup_days), cursor, r.interval_s)
-
-
-def newest_sample(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    """The newest stored frame's sample time (what retention counts back from)."""
-    value = con.execute("SELECT max(sampled_at) FROM rack_frames").fetchall()[0][0]
-    return value if isinstance(value, datetime) else None
-
-
-def query_service(
-    con: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    metrics: DaemonMetrics,
-    backlogged: Callable[[], bool],
-    status: Callable[[], Mapping[str, object]],
-) -> QueryService:
-    """The query service the settings ask for (cursors made now, before the writer thread uses ``con``);
-    ``status`` answers ``GET /v1/status`` (called only once the service listens)."""
-    q = settings.query
-    return QueryService(
-        con,
-        QueryLimits(q.statement_timeout_s, q.max_result_rows, q.max_result_bytes),
-        views=ArchiveViews(),
-        max_concurrent=q.max_concurrent,
-        token=q.token.get_secret_value() if q.token is not None else None,
-        nice=q.nice,
-        observe=metrics.observe_query,
-        queue_timeout_s=q.queue_timeout_s,
-        backlog_share=q.backlog_share,
-        backlogged=backlogged,
-        status=status,
-        alert_commands=alert_intake(settings.storage.path),
-        request_timeout_s=q.request_timeout_s,
-        max_connections=q.max_connections,
-        max_body_bytes=q.max_body_bytes,
-    )
-
-
-def load_alert_rules(settings: Settings) -> RuleSet | None:
-    """The alert rules file of the settings (None without one); an invalid file is a ConfigError."""
-    path = settings.alerting.rules_file
-    if path is None:
-        return None
-    if not settings.processing.enabled:
-        raise ConfigError("alerting.rules_file needs processing.enabled = true (rules run on the derived tables)")
-    try:
-        rules = load_rules(path)
-    except RulesError as exc:
-        raise ConfigError(str(exc)) from exc
-    return rules
-
-
-def delivery_worker(
-    con: duckdb.DuckDBPyConnection,
-    rules: RuleSet,
-    settings: Settings,
-    firing: Callable[[str], list[AlertItem]] | None = None,
-) -> DeliveryWorker:
-    """The outbox's delivery worker with the rules file's hooks (built, hence checked, at start-up);
-    ``firing(hook)``: the alerts still firing that route to a hook, re-sent to those that expire alerts."""
-    a = settings.alerting
-    try:
-        hooks = {h.name: build_hook(h.kind, h.settings, h.name, kafka=settings.kafka) for h in rules.hooks}
-    except AlertingError as exc:
-        raise ConfigError(f"alerting hooks in {a.rules_file}: {exc}") from exc
-    cursor = con.cursor()  # made here, while no other thread uses the connection; the worker's alone
-    return DeliveryWorker(
-        lambda: cursor,
-        hooks,
-        max_attempts=a.max_attempts,
-        base_backoff_s=a.base_backoff_s,
-        cap_backoff_s=a.max_backoff_s,
-        firing=firing,
-    )
-
-
-def derived_tables(con: duckdb.DuckDBPyConnection, settings: Settings) -> DerivedTables | None:
-    """The derived-tables step the settings ask for (None when ``processing.enabled`` is false)."""
-    p = settings.processing
-    if not p.enabled:
-        return None
-    return DerivedTables(con, contact=p.contact())
 
 
 def liveness_ok(path: Path, max_age_s: float) -> bool:

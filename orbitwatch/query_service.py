@@ -86,7 +86,7 @@ _ENDPOINTS: dict[str, tuple[str, ...]] = {  # and /v1/saved/NAME: GET, POST
 }
 _HEAD_TOO = {"/v1/health", "/v1/openapi.json"}
 AlertCommands = Callable[[dict[str, Any]], tuple[str, str]]
-"""Hands an operator's alert command (the JSON object of ``alerting.tables.AlertCommand``) to the daemon:
+"""Hands an operator's alert command (the JSON object of ``alerting.commands.AlertCommand``) to the daemon:
 ``("applied" | "spooled", detail)``, or raises ``ServiceError`` (``bad_request``, ``rejected``)."""
 Observer = Callable[[str, float], None]
 """Called with each query's outcome (``ok`` or an error kind) and its seconds, e.g. for metrics."""

@@ -18,7 +18,7 @@ from ingest.codec import FrameDecoder
 from ingest.range_reader import RangeReader
 from ingest.registry import SchemaRegistry
 from orbitwatch.assemble import to_store
-from orbitwatch.daemon import derived_tables
+from orbitwatch.daemon_parts import derived_tables
 from orbitwatch.settings import Settings
 from processing.rows import prepare_batch
 from storage.database import open_database
