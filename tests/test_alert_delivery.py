@@ -19,9 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +29,12 @@ import pytest
 
 from alerting import outbox
 from alerting.delivery import DeliveryWorker
-from alerting.hooks import Hook, WebhookHook
+from alerting.hooks.base import Hook
+from alerting.hooks.webhook import WebhookHook
 from alerting.outbox import enqueue, notification_from_body, summary
 from alerting.payload import AlertItem, Notification, alertmanager_body, encode, fingerprint
 from storage.alert_schema import OUTBOX_DDL
+from tests.helpers.webhook import WebhookReceiver
 
 T0 = datetime(2031, 3, 4, 5, 6, 7, 250_000, tzinfo=UTC)
 EXTERNAL_URL = "http://orbitwatch.ground:9464"
@@ -92,65 +92,11 @@ def _commit(con: duckdb.DuckDBPyConnection, pairs: list[tuple[str, Notification]
 # --- a real receiver -------------------------------------------------------------------------------------
 
 
-@dataclass
-class Received:
-    body: bytes
-    answered: int
-
-
-@dataclass
-class Receiver:
-    """A real HTTP server on 127.0.0.1: answers 200, 503 while ``down`` (or for ``fail_next`` requests),
-    after ``delay_s`` seconds when slow."""
-
-    url: str = ""
-    down: bool = False
-    fail_next: int = 0
-    delay_s: float = 0.0
-    requests: list[Received] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def delivered(self) -> list[bytes]:
-        """Bodies answered with 200, in arrival order."""
-        with self.lock:
-            return [r.body for r in self.requests if r.answered == 200]
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            if state.delay_s:
-                time.sleep(state.delay_s)
-            with state.lock:
-                failing = state.down or state.fail_next > 0
-                state.fail_next = max(0, state.fail_next - 1)
-                answered = 503 if failing else 200
-                state.requests.append(Received(body, answered))
-            text = b"relay restarting\n" if failing else b""
-            try:
-                self.send_response(answered)
-                self.send_header("Content-Length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text)
-            except OSError:
-                pass
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/alerts"
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+def receiver() -> Iterator[WebhookReceiver]:
+    """A real HTTP server on 127.0.0.1: answers 200, or 503 with a reason (``answer``, ``fail_next``)."""
+    with WebhookReceiver(fail_answer=503, error_body=b"relay restarting\n") as receiver:
+        yield receiver
 
 
 @pytest.fixture
@@ -160,12 +106,12 @@ def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     connection.close()
 
 
-def _webhook(receiver: Receiver, timeout_s: float = 5.0) -> WebhookHook:
+def _webhook(receiver: WebhookReceiver, timeout_s: float = 5.0) -> WebhookHook:
     return WebhookHook(receiver.url, timeout_s=timeout_s, name="pager")
 
 
 @pytest.fixture
-def hook(receiver: Receiver) -> Iterator[WebhookHook]:
+def hook(receiver: WebhookReceiver) -> Iterator[WebhookHook]:
     webhook = _webhook(receiver)
     yield webhook
     webhook.close()
@@ -179,7 +125,7 @@ def _worker(con: duckdb.DuckDBPyConnection, hooks: dict[str, Hook], **kwargs: An
 
 
 def test_only_committed_notifications_are_delivered_once(
-    con: duckdb.DuckDBPyConnection, receiver: Receiver, hook: WebhookHook
+    con: duckdb.DuckDBPyConnection, receiver: WebhookReceiver, hook: WebhookHook
 ) -> None:
     n = _notification()
     worker = _worker(con, {"pager": hook})
@@ -229,7 +175,7 @@ def test_enqueue_many_is_one_insert_in_list_order(con: duckdb.DuckDBPyConnection
 
 
 def test_receiver_down_then_back_retries_with_backoff_and_delivers_once(
-    con: duckdb.DuckDBPyConnection, receiver: Receiver, hook: WebhookHook
+    con: duckdb.DuckDBPyConnection, receiver: WebhookReceiver, hook: WebhookHook
 ) -> None:
     n = _notification()
     _commit(con, [("pager", n)])
@@ -242,7 +188,7 @@ def test_receiver_down_then_back_retries_with_backoff_and_delivers_once(
         worker.close()
     # Attempts at 0, 1 (after 1 s), 3 (2 s more), 7 (4 s more); nothing in between; nothing after.
     assert done == [(1, 1), (0, 1), (1, 2), (0, 2), (1, 3), (0, 3), (1, 4), (0, 4)]
-    assert [r.answered for r in receiver.requests] == [503, 503, 503, 200]
+    assert [r.status for r in receiver.requests] == [503, 503, 503, 200]
     assert receiver.delivered() == [_body(n)]
     [row] = _rows(con)
     assert (row["state"], row["attempts"]) == ("delivered", 4)
@@ -250,9 +196,9 @@ def test_receiver_down_then_back_retries_with_backoff_and_delivers_once(
 
 
 def test_outage_of_many_groups_ends_with_each_delivered_once(
-    con: duckdb.DuckDBPyConnection, receiver: Receiver, hook: WebhookHook
+    con: duckdb.DuckDBPyConnection, receiver: WebhookReceiver, hook: WebhookHook
 ) -> None:
-    receiver.down = True
+    receiver.answer = 503  # down
     pairs = [("pager", _notification(f"rack-{i}")) for i in range(6)]
     _commit(con, pairs)
     worker = _worker(con, {"pager": hook}, base_backoff_s=1.0, cap_backoff_s=4.0)
@@ -262,7 +208,7 @@ def test_outage_of_many_groups_ends_with_each_delivered_once(
             worker.run_once(now)
             now += timedelta(seconds=0.5)
         assert summary(con)["pending"] == 6
-        receiver.down = False
+        receiver.answer = 200  # back
         for _ in range(20):  # the longest wait is the cap, 4 s
             worker.run_once(now)
             now += timedelta(seconds=0.5)
@@ -318,7 +264,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # after the data commit, before any delive
 
 
 def test_sigkill_between_commit_and_delivery_delivers_after_restart(
-    tmp_path: Path, receiver: Receiver, hook: WebhookHook
+    tmp_path: Path, receiver: WebhookReceiver, hook: WebhookHook
 ) -> None:
     path = tmp_path / "history.duckdb"
     _create(path).close()
@@ -338,7 +284,7 @@ def test_sigkill_between_commit_and_delivery_delivers_after_restart(
 
 
 def test_crash_after_delivery_before_its_record_delivers_again(
-    con: duckdb.DuckDBPyConnection, receiver: Receiver, hook: WebhookHook, monkeypatch: pytest.MonkeyPatch
+    con: duckdb.DuckDBPyConnection, receiver: WebhookReceiver, hook: WebhookHook, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _commit(con, [("pager", _notification())])
 
@@ -364,7 +310,7 @@ def test_crash_after_delivery_before_its_record_delivers_again(
 
 
 def test_resolved_never_overtakes_its_firing_and_a_waiting_group_blocks_only_itself(
-    con: duckdb.DuckDBPyConnection, receiver: Receiver, hook: WebhookHook
+    con: duckdb.DuckDBPyConnection, receiver: WebhookReceiver, hook: WebhookHook
 ) -> None:
     firing, resolved = _notification("rack-a", "firing"), _notification("rack-a", "resolved")
     other = _notification("rack-b", "firing")
@@ -445,7 +391,7 @@ def _ingest_on_thread(con: duckdb.DuckDBPyConnection, seconds: float, batch0: in
 
 
 def test_worker_thread_never_blocks_the_writer(
-    con: duckdb.DuckDBPyConnection, receiver: Receiver, caplog: pytest.LogCaptureFixture
+    con: duckdb.DuckDBPyConnection, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="alerting.delivery")
     slow = _webhook(receiver, timeout_s=5.0)

@@ -15,13 +15,11 @@ import logging
 import os
 import random
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +27,19 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from alerting.errors import AlertingError, DeliveryError
-from alerting.hooks import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    CommandHook,
-    KafkaHook,
-    PythonHook,
-    WebhookHook,
-    backoff_s,
-    build_hook,
-    close_hook,
-)
+from alerting.hooks.base import backoff_s, close_hook
+from alerting.hooks.command import CommandHook
+from alerting.hooks.kafka import KafkaHook
+from alerting.hooks.python_function import PythonHook
+from alerting.hooks.registry import build_hook
+from alerting.hooks.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookHook
 from alerting.payload import ZERO_TIME, AlertItem, Notification, alertmanager_body, encode, fingerprint
 from ingest.admin import create_topic
 from ingest.settings import KafkaSettings
 from ingest.sink import KafkaSink
 from orbitwatch.broker import EmbeddedBroker, free_port
 from orbitwatch.errors import ConfigError
+from tests.helpers.webhook import WebhookReceiver
 
 T0 = datetime(2031, 3, 4, 5, 6, 7, 250_000, tzinfo=UTC)
 EXTERNAL_URL = "http://orbitwatch.ground:9464"
@@ -205,71 +199,27 @@ def test_invalid_notifications_are_refused(make: Any, message: str) -> None:
 # --- webhook ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class FakeReceiver:
-    """A real HTTP server on 127.0.0.1 that records requests; ``mode`` makes it answer 500 or stall."""
-
-    url: str = ""
-    mode: str = "ok"  # "ok" | "500" | "stall"
-    stall_s: float = 2.0
-    requests: list[Recorded] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-
 @pytest.fixture
-def receiver() -> Iterator[tuple[FakeReceiver, ThreadingHTTPServer]]:
-    state = FakeReceiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length)
-            state.requests.append(Recorded("POST", self.path, dict(self.headers.items()), body))
-            if state.mode == "stall":
-                state.release.wait(state.stall_s)
-            status, text = (500, b"disk full on relay\n") if state.mode == "500" else (200, b"")
-            try:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text)
-            except OSError:  # the client gave up (timeout test)
-                pass
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/alerts?token=s3cr3t"
-    yield state, server
-    state.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+def receiver() -> Iterator[WebhookReceiver]:
+    """A real HTTP server on 127.0.0.1 that records requests; its ``answer`` (500 with a reason) or ``stall``
+    (until released, at most 2 s) are set by a test."""
+    with WebhookReceiver(
+        path="/hooks/alerts?token=s3cr3t", error_body=b"disk full on relay\n", stall_s=2.0
+    ) as receiver:
+        yield receiver
 
 
-def test_webhook_posts_signed_alertmanager_json(receiver: tuple[FakeReceiver, ThreadingHTTPServer]) -> None:
-    state, _ = receiver
+def test_webhook_posts_signed_alertmanager_json(receiver: WebhookReceiver) -> None:
     body, n = _body()
     custom = {"X-Team": "ops", "content-type": "text/plain", SIGNATURE_HEADER: "forged"}  # own headers win
-    hook = WebhookHook(state.url, timeout_s=2.0, hmac_secret="hunter2", headers=custom, name="pager")
+    hook = WebhookHook(receiver.url, timeout_s=2.0, hmac_secret="hunter2", headers=custom, name="pager")
     try:
         hook.deliver(body, n)
         hook.deliver(body, n)  # the pooled client serves a second call
     finally:
         hook.close()
-    assert len(state.requests) == 2
-    request = state.requests[0]
+    assert len(receiver.requests) == 2
+    request = receiver.requests[0]
     assert request.method == "POST"
     assert request.path == "/hooks/alerts?token=s3cr3t"
     assert request.body == body
@@ -286,26 +236,22 @@ def test_webhook_posts_signed_alertmanager_json(receiver: tuple[FakeReceiver, Th
     assert not hmac.compare_digest(headers[SIGNATURE_HEADER.lower()], wrong)
 
 
-def test_webhook_without_secret_is_unsigned(receiver: tuple[FakeReceiver, ThreadingHTTPServer]) -> None:
-    state, _ = receiver
+def test_webhook_without_secret_is_unsigned(receiver: WebhookReceiver) -> None:
     body, n = _body("resolved")
-    hook = build_hook("webhook", {"url": state.url})
+    hook = build_hook("webhook", {"url": receiver.url})
     try:
         hook.deliver(body, n)
     finally:
         close_hook(hook)
-    headers = {k.lower() for k in state.requests[0].headers}
+    headers = {k.lower() for k in receiver.requests[0].headers}
     assert SIGNATURE_HEADER.lower() not in headers
     assert TIMESTAMP_HEADER.lower() not in headers
-    _assert_alertmanager(json.loads(state.requests[0].body))
+    _assert_alertmanager(json.loads(receiver.requests[0].body))
 
 
-def test_webhook_secret_from_environment(
-    receiver: tuple[FakeReceiver, ThreadingHTTPServer], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    state, _ = receiver
+def test_webhook_secret_from_environment(receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPS_WEBHOOK_SECRET", "from-env")
-    settings = {"url": state.url, "hmac_secret_env": "OPS_WEBHOOK_SECRET", "max_attempts": 8, "backoff_s": 2.0}
+    settings = {"url": receiver.url, "hmac_secret_env": "OPS_WEBHOOK_SECRET", "max_attempts": 8, "backoff_s": 2.0}
     hook = build_hook("webhook", settings, name="ops_webhook")
     body, n = _body()
     try:
@@ -313,18 +259,17 @@ def test_webhook_secret_from_environment(
     finally:
         close_hook(hook)
     expected = "sha256=" + hmac.new(b"from-env", body, hashlib.sha256).hexdigest()
-    headers = {k.lower(): v for k, v in state.requests[0].headers.items()}
+    headers = {k.lower(): v for k, v in receiver.requests[0].headers.items()}
     assert hmac.compare_digest(headers[SIGNATURE_HEADER.lower()], expected)
     monkeypatch.delenv("OPS_WEBHOOK_SECRET")
     with pytest.raises(AlertingError, match="environment variable OPS_WEBHOOK_SECRET is not set"):
         build_hook("webhook", settings, name="ops_webhook")
 
 
-def test_webhook_http_500_is_a_delivery_error(receiver: tuple[FakeReceiver, ThreadingHTTPServer]) -> None:
-    state, _ = receiver
-    state.mode = "500"
+def test_webhook_http_500_is_a_delivery_error(receiver: WebhookReceiver) -> None:
+    receiver.answer = 500
     body, n = _body()
-    hook = WebhookHook(state.url, name="pager")
+    hook = WebhookHook(receiver.url, name="pager")
     try:
         with pytest.raises(DeliveryError, match=r"HTTP 500 Internal Server Error: disk full on relay") as caught:
             hook.deliver(body, n)
@@ -333,14 +278,13 @@ def test_webhook_http_500_is_a_delivery_error(receiver: tuple[FakeReceiver, Thre
     assert caught.value.hook == "pager"
     assert caught.value.attempts == 1
     assert "s3cr3t" not in str(caught.value)  # the query (a token) is not in the message
-    assert len(state.requests) == 1  # one attempt, no retries inside the hook
+    assert len(receiver.requests) == 1  # one attempt, no retries inside the hook
 
 
-def test_webhook_timeout_is_a_delivery_error(receiver: tuple[FakeReceiver, ThreadingHTTPServer]) -> None:
-    state, _ = receiver
-    state.mode = "stall"
+def test_webhook_timeout_is_a_delivery_error(receiver: WebhookReceiver) -> None:
+    receiver.stall = True
     body, n = _body()
-    hook = WebhookHook(state.url, timeout_s=0.3)
+    hook = WebhookHook(receiver.url, timeout_s=0.3)
     started = time.monotonic()
     try:
         with pytest.raises(DeliveryError, match=r"no answer within 0.3 s \(ReadTimeout\)"):
@@ -350,12 +294,10 @@ def test_webhook_timeout_is_a_delivery_error(receiver: tuple[FakeReceiver, Threa
     assert time.monotonic() - started < 1.5
 
 
-def test_webhook_connection_refused_is_a_delivery_error(receiver: tuple[FakeReceiver, ThreadingHTTPServer]) -> None:
-    state, server = receiver
-    server.shutdown()
-    server.server_close()  # nothing listens on the port any more
+def test_webhook_connection_refused_is_a_delivery_error(receiver: WebhookReceiver) -> None:
+    receiver.close()  # nothing listens on the port any more
     body, n = _body()
-    hook = WebhookHook(state.url, timeout_s=2.0)
+    hook = WebhookHook(receiver.url, timeout_s=2.0)
     try:
         with pytest.raises(DeliveryError, match="ConnectError"):
             hook.deliver(body, n)

@@ -13,24 +13,14 @@ import polars as pl
 import pytest
 
 from alerting.evaluate import condition_windows, fingerprint
-from alerting.lifecycle import (
-    CLEAR_SCHEMA,
-    STATE_SCHEMA,
-    STATE_SELECT,
-    TRANSITION_SCHEMA,
-    Step,
-    acknowledge,
-    advance,
-    clear_windows,
-    group_notifications,
-    observe,
-    shelve,
-    state_from_rows,
-    state_rows,
-    suppressed,
-)
+from alerting.grouping import group_notifications
+from alerting.lifecycle import Step, advance
+from alerting.observe import CLEAR_SCHEMA, clear_windows, observe
 from alerting.payload import alertmanager_body
-from alerting.rules import Rule, parse_rules
+from alerting.rules.loading import parse_rules
+from alerting.rules.rule import Rule
+from alerting.state import STATE_SCHEMA, STATE_SELECT, TRANSITION_SCHEMA, state_from_rows, state_rows
+from alerting.suppression import acknowledge, shelve, suppressed
 from storage.alert_schema import STATE_DDL
 
 T = datetime(2026, 3, 1, 12, tzinfo=UTC)

@@ -21,7 +21,10 @@ from alerting.evaluate import (
     fingerprint,
     instances,
 )
-from alerting.rules import Rule, RuleSet, load_rules, parse_duration, parse_rules
+from alerting.rules.loading import load_rules, parse_rules
+from alerting.rules.rule import Rule
+from alerting.rules.ruleset import RuleSet
+from alerting.rules.vocabulary import parse_duration
 from processing.health import NOW_COLUMNS, judge_now
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "alerts" / "rules.example.yaml"

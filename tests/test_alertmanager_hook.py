@@ -15,10 +15,10 @@ import pytest
 
 from alerting.alertmanager import AlertmanagerHook
 from alerting.errors import AlertingError, DeliveryError
-from alerting.hooks import build_hook
+from alerting.hooks.registry import build_hook
 from alerting.payload import AlertItem
 from orbitwatch.broker import free_port
-from tests.helpers.webhook import Receiver, recording_webhook
+from tests.helpers.webhook import WebhookReceiver
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 STARTED = NOW - timedelta(minutes=10)
@@ -39,14 +39,14 @@ def item(status: str = "firing", severity: str = "warning", ends_at: datetime | 
 
 
 @pytest.fixture
-def manager() -> Iterator[str]:
-    """A local server standing in for Alertmanager: it records each POSTed list of alerts."""
-    with recording_webhook() as url:
-        yield url.removesuffix("/alerts")
+def manager() -> Iterator[WebhookReceiver]:
+    """A local server standing in for Alertmanager (its URL has no path): it records each POSTed list of alerts."""
+    with WebhookReceiver(path="") as receiver:
+        yield receiver
 
 
-def posted() -> list[dict[str, Any]]:
-    lists: list[Any] = list(Receiver.bodies)  # each POST is a JSON list of alerts
+def posted(manager: WebhookReceiver) -> list[dict[str, Any]]:
+    lists: list[Any] = manager.json_bodies()  # each POST is a JSON list of alerts
     return [alert for body in lists for alert in body]
 
 
@@ -84,11 +84,11 @@ def test_settings_are_checked_when_the_hook_is_built() -> None:
         build_hook("alertmanager", {"urls": ["am:9093"]}, "am")
 
 
-def test_a_severity_change_resolves_the_old_label_set(manager: str) -> None:
-    hook = AlertmanagerHook([manager], clock=lambda: NOW)
+def test_a_severity_change_resolves_the_old_label_set(manager: WebhookReceiver) -> None:
+    hook = AlertmanagerHook([manager.url], clock=lambda: NOW)
     hook.post([item(severity="warning")])
     hook.post([item(severity="critical")])
-    first, *second = posted()
+    first, *second = posted(manager)
     assert first["labels"]["severity"] == "warning"
     by_severity = {a["labels"]["severity"]: a for a in second}
     assert by_severity["critical"]["endsAt"] > "2026-11-01T12:00:00Z"
@@ -96,11 +96,11 @@ def test_a_severity_change_resolves_the_old_label_set(manager: str) -> None:
     hook.close()
 
 
-def test_one_answering_alertmanager_is_enough_and_none_is_a_delivery_error(manager: str) -> None:
+def test_one_answering_alertmanager_is_enough_and_none_is_a_delivery_error(manager: WebhookReceiver) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    hook = AlertmanagerHook([dead, manager], timeout_s=2)
+    hook = AlertmanagerHook([dead, manager.url], timeout_s=2)
     hook.post([item()])
-    assert len(posted()) == 1
+    assert len(posted(manager)) == 1
     alone = AlertmanagerHook([dead], timeout_s=2, name="am")
     with pytest.raises(DeliveryError, match=re.escape(f"POST {dead}/api/v2/alerts")):
         alone.post([item()])

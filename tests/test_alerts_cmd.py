@@ -21,18 +21,13 @@ from typing import Any
 import polars as pl
 import pytest
 
+from alerting.commands import AlertCommand, apply_direct
 from alerting.errors import CommandError
-from alerting.rules import RuleSet, parse_rules
-from alerting.tables import (
-    AlertCommand,
-    AlertTables,
-    apply_direct,
-    apply_spool,
-    read_state,
-    snapshot_path,
-    spool_command,
-    spool_dir,
-)
+from alerting.rules.loading import parse_rules
+from alerting.rules.ruleset import RuleSet
+from alerting.snapshot import snapshot_path
+from alerting.spool import apply_spool, spool_command, spool_dir
+from alerting.tables import AlertTables, read_state
 from ingest.codec import FrameDecoder
 from orbitwatch import assemble
 from orbitwatch.alert_intake import alert_intake
@@ -43,6 +38,7 @@ from storage.derived import DerivedTables
 from storage.errors import StorageError
 from storage.writer import HistoryWriter
 from tests.helpers.frames import DEFAULT_SAMPLED_AT, encode_message, gpu_sample, rack_frame, raw_batch, registry
+from tests.helpers.rules import write_rules
 
 T0 = DEFAULT_SAMPLED_AT
 RULES = """
@@ -395,8 +391,7 @@ def history(tmp_path: Path) -> Path:
 def test_dry_run_reports_what_fires_and_resolves_and_stays_silent_on_healthy_gpus(
     history: Path, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
+    rules = write_rules(tmp_path, RULES)
     result = orbitwatch("rules", "dry-run", str(rules), "--db", str(history), "--format", "json")
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
@@ -436,8 +431,7 @@ def test_dry_run_reports_what_fires_and_resolves_and_stays_silent_on_healthy_gpu
 
 
 def test_dry_run_needs_the_database_and_a_valid_rules_file(history: Path, tmp_path: Path) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
+    rules = write_rules(tmp_path, RULES)
     holder = open_database(history)
     try:
         held = orbitwatch("rules", "dry-run", str(rules), "--db", str(history))

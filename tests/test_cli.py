@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from storage.database import open_database
+from tests.helpers.rules import write_rules
 
 
 def orbitwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -143,10 +144,10 @@ def test_rules_check_accepts_the_example_and_names_rule_and_field_of_each_proble
     ok = orbitwatch("rules", "check", str(Path(__file__).parents[1] / "deploy" / "alerts" / "rules.example.yaml"))
     assert ok.returncode == 0, ok.stderr
     assert "valid" in ok.stdout
-    bad = tmp_path / "rules.yaml"
-    bad.write_text(
+    bad = write_rules(
+        tmp_path,
         "rules:\n  - name: hot\n    scope: gpu\n    threshold: {column: temp_max, op: '>', warning: 90, critical: 80}\n"
-        "  - name: hot\n    scope: planet\n    state: {in: [critical]}\n"
+        "  - name: hot\n    scope: planet\n    state: {in: [critical]}\n",
     )
     result = orbitwatch("rules", "check", str(bad))
     assert result.returncode == 1
@@ -156,8 +157,7 @@ def test_rules_check_accepts_the_example_and_names_rule_and_field_of_each_proble
 
 
 def test_run_with_a_bad_rules_file_stops_at_start_up_naming_rule_and_field(tmp_path: Path) -> None:
-    bad = tmp_path / "rules.yaml"
-    bad.write_text("rules:\n  - name: hot\n    scope: gpu\n    threshold: {column: temp_max, op: '>'}\n")
+    bad = write_rules(tmp_path, "rules:\n  - name: hot\n    scope: gpu\n    threshold: {column: temp_max, op: '>'}\n")
     env = {"ORBITWATCH_ALERTING__RULES_FILE": str(bad), "ORBITWATCH_STORAGE__PATH": str(tmp_path / "h.duckdb")}
     result = orbitwatch("run", "--max-messages", "1", env=env)
     assert result.returncode == 1

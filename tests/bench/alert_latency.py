@@ -44,11 +44,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +57,8 @@ from simulator.config import NODES_PER_RACK, FaultSpec, SimulationConfig
 from simulator.messages import generate
 from tests.bench.common import PARTITIONS, broker, median
 from tests.bench.latency import send_live
+from tests.helpers.rules import write_rules
+from tests.helpers.webhook import WebhookReceiver
 
 THRESHOLD_C = 90.0
 OVERHEAT_RAMP_S = 35
@@ -77,13 +77,6 @@ rules:
     for: 0
     keep_firing_for: 30m
     group_by: [rule, rack_id, node, gpu]
-hooks:
-  - name: pager
-    kind: webhook
-    settings: {{url: "{url}", timeout_s: 5}}
-routes:
-  - match: {{}}
-    hook: pager
 """
 FIRST_FRAME_SQL = {
     "gpu_hot": """
@@ -107,45 +100,6 @@ SELECT quantile_cont(ms, 0.5), quantile_cont(ms, 0.99)
 FROM (SELECT date_diff('microsecond', received_at, ingested_at) / 1000.0 AS ms FROM rack_frames)"""
 """Produce to stored of every frame of the run, as ``tests.bench.latency`` measures it (context)."""
 CREATED_SQL = "SELECT min(created_at) FROM alert_outbox WHERE status = 'firing' AND list_contains(fingerprints, ?)"
-
-
-class Webhook:
-    """Records (receive time, body) of every POST and answers 200."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[float, dict[str, Any]]] = []
-        self.lock = threading.Lock()
-        webhook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                at = time.time()
-                with webhook.lock:
-                    webhook.received.append((at, json.loads(body)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                """Quiet."""
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Webhook:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def take(self) -> list[tuple[float, dict[str, Any]]]:
-        """What was received since the last call."""
-        with self.lock:
-            received, self.received = self.received, []
-        return received
 
 
 def faults(racks: int, seconds: int, count: int, ecc_only: bool = False) -> list[FaultSpec]:
@@ -187,7 +141,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": q(0.5), "p99": q(0.99), "max": ordered[-1]}
 
 
-def one_run(servers: str, webhook: Webhook, rules: Path, args: argparse.Namespace) -> dict[str, Any]:
+def one_run(servers: str, webhook: WebhookReceiver, rules: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Start a daemon, send live frames with faults, return the alert latencies of the run."""
     topic = f"bench-alert-latency-{uuid.uuid4().hex[:8]}"
     create_topic(servers, topic, PARTITIONS)
@@ -233,7 +187,8 @@ def one_run(servers: str, webhook: Webhook, rules: Path, args: argparse.Namespac
     received = webhook.take()
 
     first_firing: dict[str, tuple[float, dict[str, Any]]] = {}
-    for at, body in sorted(received, key=lambda r: r[0]):
+    for request in sorted(received, key=lambda r: r.at):
+        at, body = request.at, request.json()
         for alert in body["alerts"]:
             if alert["status"] == "firing" and alert["fingerprint"] not in first_firing:
                 first_firing[alert["fingerprint"]] = (at, alert)
@@ -299,9 +254,8 @@ def main() -> None:
     if args.seconds < (15 if args.ecc_only else 40):
         parser.error("need --seconds >= 40 (the overheat ramp), or >= 15 with --ecc-only")
     runs = []
-    with broker() as servers, Webhook() as webhook, tempfile.TemporaryDirectory() as tmp:
-        rules = Path(tmp) / "rules.yaml"
-        rules.write_text(RULES.format(url=webhook.url, threshold=THRESHOLD_C))
+    with broker() as servers, WebhookReceiver() as webhook, tempfile.TemporaryDirectory() as tmp:
+        rules = write_rules(Path(tmp), RULES.format(threshold=THRESHOLD_C), webhook_url=webhook.url, timeout_s=5)
         for i in range(args.runs):
             runs.append(one_run(servers, webhook, rules, args))
             r = runs[-1]

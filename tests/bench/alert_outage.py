@@ -26,9 +26,7 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
@@ -41,71 +39,23 @@ from simulator.messages import generate
 from simulator.produce import produce
 from tests.bench.common import PARTITIONS, broker, median
 from tests.bench.ingest_child import measure
+from tests.helpers.rules import write_rules
+from tests.helpers.webhook import WebhookReceiver
 
 TOPIC = "bench-alert-outage"
 RULES = """
 rules:
   - name: gpu_temperature
     scope: gpu
-    threshold: {{column: temp_max, op: ">=", critical: 90}}
+    threshold: {column: temp_max, op: ">=", critical: 90}
     keep_firing_for: 1m
     group_by: [rule, rack_id]
   - name: gpu_double_bit_ecc
     scope: gpu
-    threshold: {{column: ecc_dbe_inc, op: ">", critical: 0}}
+    threshold: {column: ecc_dbe_inc, op: ">", critical: 0}
     keep_firing_for: 2m
     group_by: [rule, rack_id]
-hooks:
-  - name: pager
-    kind: webhook
-    settings: {{url: "{url}", timeout_s: 2}}
-routes:
-  - match: {{}}
-    hook: pager
 """
-
-
-class Webhook:
-    """The parent's HTTP receiver: answers 200 (up) or 503 (down) and counts both."""
-
-    def __init__(self) -> None:
-        self.up = True
-        self.accepted = 0
-        self.refused = 0
-        self.lock = threading.Lock()
-        webhook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                with webhook.lock:
-                    up = webhook.up
-                    if up:
-                        webhook.accepted += 1
-                    else:
-                        webhook.refused += 1
-                self.send_response(200 if up else 503)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                """Quiet."""
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Webhook:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def reset(self, *, up: bool) -> None:
-        """Answer 200 (``up``) or 503 from now on; zero the counts."""
-        with self.lock:
-            self.up, self.accepted, self.refused = up, 0, 0
 
 
 def faulty_backlog(servers: str, racks: int, seconds: int, faults: int) -> tuple[int, int]:
@@ -203,9 +153,8 @@ def child(args: argparse.Namespace) -> None:
 
 def parent(args: argparse.Namespace) -> None:
     """Produce the backlog once, then alternate webhook-up and webhook-down runs over it."""
-    with broker() as servers, Webhook() as webhook, tempfile.TemporaryDirectory() as tmp:
-        rules = Path(tmp) / "rules.yaml"
-        rules.write_text(RULES.format(url=webhook.url))
+    with broker() as servers, WebhookReceiver() as webhook, tempfile.TemporaryDirectory() as tmp:
+        rules = write_rules(Path(tmp), RULES, webhook_url=webhook.url)
         messages, samples = faulty_backlog(servers, args.racks, args.seconds, args.faults)
         print(f"backlog: {messages} messages, {samples:,} GPU samples, {args.faults + args.faults // 2} faults")
         common = ["--servers", servers, "--topic", TOPIC, "--messages", str(messages), "--batch", str(args.batch)]
@@ -214,9 +163,11 @@ def parent(args: argparse.Namespace) -> None:
         runs: dict[str, list[dict[str, float]]] = {"up": [], "down": []}
         for run in range(args.runs):
             for mode in ("up", "down") if run % 2 == 0 else ("down", "up"):
-                webhook.reset(up=mode == "up")
+                webhook.answer = 200 if mode == "up" else 503  # 503 to every request: down
+                webhook.take()  # the counts are this run's
                 result = run_child(*common)
-                result["requests_accepted"], result["requests_refused"] = webhook.accepted, webhook.refused
+                result["requests_accepted"] = len(webhook.accepted())
+                result["requests_refused"] = len(webhook.refused())
                 runs[mode].append(result)
             up, down = runs["up"][-1], runs["down"][-1]
             print(

@@ -27,6 +27,7 @@ from simulator.config import FaultSpec, SimulationConfig
 from tests.faults.conftest import Daemons, TopicFactory
 from tests.faults.ground_truth import assert_ground_truth, send
 from tests.faults.servers import SilentServer
+from tests.helpers.rules import write_rules
 from tests.integration.daemons import CONSUMED_SQL, run_until_consumed
 from tests.integration.test_alert_delivery_e2e import outbox_rows
 
@@ -49,16 +50,9 @@ RULES = """
 rules:
   - name: gpu_temperature
     scope: gpu
-    threshold: {{column: temp_max, op: ">=", warning: 83, critical: 90}}
+    threshold: {column: temp_max, op: ">=", warning: 83, critical: 90}
     for: 1m
     keep_firing_for: 2m
-hooks:
-  - name: pager
-    kind: webhook
-    settings: {{url: "{url}", timeout_s: {timeout}}}
-routes:
-  - match: {{}}
-    hook: pager
 """
 SETTINGS = {
     "daemon__max_batch_messages": str(BATCH),
@@ -93,8 +87,7 @@ def consumed(answer: pl.DataFrame) -> int:
 def test_a_webhook_that_never_answers_holds_up_neither_ingestion_nor_shutdown(
     make_topic: TopicFactory, daemons: Daemons, fault_bootstrap: str, silent: SilentServer, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES.format(url=silent.url, timeout=HOOK_TIMEOUT_S))
+    rules = write_rules(tmp_path, RULES, webhook_url=silent.url, timeout_s=HOOK_TIMEOUT_S)
     topic = make_topic(PARTITIONS)
     sent = send(fault_bootstrap, topic, FLEET, PARTITIONS)
     daemon = daemons(fault_bootstrap, topic, alerting__rules_file=str(rules), **SETTINGS)

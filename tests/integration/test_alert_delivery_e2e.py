@@ -15,12 +15,8 @@ posts to a real local HTTP server that can be switched between answering 200 (up
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +24,8 @@ import duckdb
 import pytest
 
 from simulator.config import FaultSpec, SimulationConfig, rack_id
+from tests.helpers.rules import write_rules
+from tests.helpers.webhook import CLOSE, Answer, WebhookReceiver
 from tests.integration.daemons import GROUP_SETTINGS, DaemonFactory, DaemonProcess, run_until_consumed
 from tests.integration.fleet import send_fleet
 
@@ -51,92 +49,40 @@ RULES = """
 rules:
   - name: gpu_temperature
     scope: gpu
-    threshold: {{column: temp_max, op: ">=", warning: 83, critical: 90}}
+    threshold: {column: temp_max, op: ">=", warning: 83, critical: 90}
     for: 2m
     keep_firing_for: 3m
   - name: gpu_double_bit_ecc
     scope: gpu
-    threshold: {{column: ecc_dbe_inc, op: ">", critical: 0}}
+    threshold: {column: ecc_dbe_inc, op: ">", critical: 0}
     keep_firing_for: 5m
     group_by: [rule, satellite, rack_id]
-hooks:
-  - name: pager
-    kind: webhook
-    settings: {{url: "{url}", timeout_s: 2}}
-routes:
-  - match: {{}}
-    hook: pager
 """
 FAST_RETRIES = {"alerting__base_backoff_s": "0.2", "alerting__max_backoff_s": "1", "alerting__max_attempts": "100"}
 
-UP, DOWN, BROKEN, CLOSED = "up", "down", "broken", "closed"
-ANSWERS = {UP: 200, DOWN: 503, BROKEN: 500}
+UP, DOWN, BROKEN, CLOSED = 200, 503, 500, CLOSE
+"""The webhook's answers: up, down, broken, closed (the connection dropped without an answer)."""
 
 
-@dataclass
-class Webhook:
-    """A local HTTP receiver whose answer is switchable; records what it accepted and what it refused."""
-
-    url: str = ""
-    mode: str = UP
-    accepted: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
-    """(receive time, body) of every notification answered 200, in arrival order."""
-    refused: int = 0
-    """Requests answered 503/500 or dropped."""
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def alerts(self) -> list[tuple[str, str, tuple[str, str, str], str]]:
-        """(fingerprint, status, (rack, node, gpu), rule) of every accepted alert, in arrival order."""
-        with self.lock:
-            bodies = [body for _, body in self.accepted]
-        return [
-            (
-                a["fingerprint"],
-                a["status"],
-                (a["labels"]["rack_id"], a["labels"].get("node", ""), a["labels"].get("gpu", "")),
-                a["labels"]["rule"],
-            )
-            for body in bodies
-            for a in body["alerts"]
-        ]
-
-
-def handler_for(hook: Webhook) -> type[BaseHTTPRequestHandler]:
-    """A request handler answering as ``hook.mode`` says."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received = time.time()
-            mode = hook.mode
-            with hook.lock:
-                if mode == UP:
-                    hook.accepted.append((received, json.loads(body)))
-                else:
-                    hook.refused += 1
-            if mode == CLOSED:
-                self.close_connection = True  # no answer at all: the client sees the connection dropped
-                return
-            self.send_response(ANSWERS[mode])
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            """Quiet."""
-
-    return Handler
+def alerts(hook: WebhookReceiver) -> list[tuple[str, str, tuple[str, str, str], str]]:
+    """(fingerprint, status, (rack, node, gpu), rule) of every accepted alert, in arrival order."""
+    return [
+        (
+            a["fingerprint"],
+            a["status"],
+            (a["labels"]["rack_id"], a["labels"].get("node", ""), a["labels"].get("gpu", "")),
+            a["labels"]["rule"],
+        )
+        for body in hook.json_bodies()
+        for a in body["alerts"]
+    ]
 
 
 @pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    """A switchable webhook server on 127.0.0.1 (starts up)."""
-    hook = Webhook()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(hook))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/alerts"
-    yield hook
-    server.shutdown()
-    server.server_close()
+def webhook() -> Iterator[WebhookReceiver]:
+    """A webhook server on 127.0.0.1 whose ``answer`` is switchable (starts up)."""
+    with WebhookReceiver(answer=UP) as hook:
+        yield hook
 
 
 def outbox_rows(db: Path) -> list[dict[str, Any]]:
@@ -157,10 +103,10 @@ def run_idle(daemon: DaemonProcess, idle_s: float = 3, timeout_s: float = 60) ->
     assert code == 0, daemon.log_text()[-3000:]
 
 
-def assert_exactly_once_in_order(hook: Webhook, expected: set[tuple[str, str, str]]) -> None:
+def assert_exactly_once_in_order(hook: WebhookReceiver, expected: set[tuple[str, str, str]]) -> None:
     """Each (fingerprint, status) accepted once, firing before resolved, and both for each ``expected`` GPU."""
-    alerts = hook.alerts()
-    seen = [(fp, status) for fp, status, _, _ in alerts]
+    accepted = alerts(hook)
+    seen = [(fp, status) for fp, status, _, _ in accepted]
     duplicates = sorted({s for s in seen if seen.count(s) > 1})
     assert not duplicates, f"notified more than once: {duplicates}"
     order = {(fp, status): i for i, (fp, status) in enumerate(seen)}
@@ -169,19 +115,18 @@ def assert_exactly_once_in_order(hook: Webhook, expected: set[tuple[str, str, st
         if (fp, "resolved") in order:
             assert order[(fp, "firing")] < order[(fp, "resolved")], f"{fp}: resolved before firing"
     statuses: dict[tuple[str, str, str], set[str]] = {}
-    for _, status, gpu, _ in alerts:
+    for _, status, gpu, _ in accepted:
         statuses.setdefault(gpu, set()).add(status)
     assert statuses == {gpu: {"firing", "resolved"} for gpu in expected}, statuses
 
 
-@pytest.mark.parametrize("outage", [DOWN, CLOSED])
+@pytest.mark.parametrize("outage", [DOWN, CLOSED], ids=["down", "closed"])
 def test_outage_then_recovery_delivers_everything_exactly_once_in_order(
-    bootstrap: str, topic: str, daemon_factory: DaemonFactory, webhook: Webhook, tmp_path: Path, outage: str
+    bootstrap: str, topic: str, daemon_factory: DaemonFactory, webhook: WebhookReceiver, tmp_path: Path, outage: Answer
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES.format(url=webhook.url))
+    rules = write_rules(tmp_path, RULES, webhook_url=webhook.url)
     truth = send_fleet(bootstrap, topic, FLEET)
-    webhook.mode = outage
+    webhook.answer = outage
     daemon = daemon_factory(alerting__rules_file=str(rules), daemon__max_batch_messages="500", **FAST_RETRIES)
 
     run_until_consumed(daemon, truth.messages_sent)  # ingestion completes while the hook is down
@@ -189,8 +134,8 @@ def test_outage_then_recovery_delivers_everything_exactly_once_in_order(
     rows = outbox_rows(daemon.db)
     assert len(rows) >= 4, rows  # firing and resolved of the hot GPU and of the ECC fault
     assert {r["state"] for r in rows} == {"pending"}, rows
-    assert webhook.refused > 0
-    assert not webhook.accepted
+    assert webhook.refused()
+    assert not webhook.accepted()
     tried = [r for r in rows if r["attempts"] > 0]
     assert tried, "no delivery attempt was recorded during the outage"
     expected_error = "HTTP 503" if outage == DOWN else "RemoteProtocolError"
@@ -203,28 +148,27 @@ def test_outage_then_recovery_delivers_everything_exactly_once_in_order(
     for row in rows:
         heads.setdefault((row["hook"], row["group_key"]), row)
     assert all(h["attempts"] > 0 for h in heads.values()), f"a queue head was never tried: {heads}"
-    assert sum(r["attempts"] for r in rows) == webhook.refused
+    assert sum(r["attempts"] for r in rows) == len(webhook.refused())
 
-    webhook.mode = UP
+    webhook.answer = UP
     run_idle(daemon)  # nothing left to ingest: the restarted daemon's worker drains the outbox
     rows = outbox_rows(daemon.db)
     assert {r["state"] for r in rows} == {"delivered"}, rows
     assert_exactly_once_in_order(webhook, {HOT_GPU, ECC_GPU})
-    assert len(webhook.accepted) == len(rows)
+    assert len(webhook.accepted()) == len(rows)
 
 
 def test_sigkill_after_the_commit_before_the_delivery_loses_nothing_and_repeats_nothing(
-    bootstrap: str, topic: str, daemon_factory: DaemonFactory, webhook: Webhook, tmp_path: Path
+    bootstrap: str, topic: str, daemon_factory: DaemonFactory, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES.format(url=webhook.url))
+    rules = write_rules(tmp_path, RULES, webhook_url=webhook.url)
     config = FLEET.model_copy(update={"faults": [HOT]})
     truth = send_fleet(bootstrap, topic, config)
-    webhook.mode = DOWN
+    webhook.answer = DOWN
     daemon = daemon_factory(alerting__rules_file=str(rules), daemon__max_batch_messages="200", **FAST_RETRIES)
     daemon.start()
     deadline = time.monotonic() + 60
-    while webhook.refused == 0:  # the worker tried a row: the notification (and its data) is committed
+    while not webhook.refused():  # the worker tried a row: the notification (and its data) is committed
         assert time.monotonic() < deadline, f"no delivery attempt: {daemon.log_text()[-3000:]}"
         assert daemon.process is not None
         assert daemon.process.poll() is None, daemon.log_text()[-3000:]
@@ -249,7 +193,7 @@ def test_sigkill_after_the_commit_before_the_delivery_loses_nothing_and_repeats_
     consumed_at_kill = daemon.messages_consumed()
 
     time.sleep(SESSION_TIMEOUT_S + 1)  # let the group expire the killed member (see test_exactly_once)
-    webhook.mode = UP
+    webhook.answer = UP
     run_until_consumed(daemon, truth.messages_sent)
     rows = outbox_rows(daemon.db)
     assert {r["state"] for r in rows} == {"delivered"}, rows
@@ -260,12 +204,11 @@ def test_sigkill_after_the_commit_before_the_delivery_loses_nothing_and_repeats_
 
 
 def test_a_hook_that_keeps_failing_ends_failed_and_does_not_hold_up_ingestion(
-    bootstrap: str, topic: str, daemon_factory: DaemonFactory, webhook: Webhook, tmp_path: Path
+    bootstrap: str, topic: str, daemon_factory: DaemonFactory, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES.format(url=webhook.url))
+    rules = write_rules(tmp_path, RULES, webhook_url=webhook.url)
     truth = send_fleet(bootstrap, topic, FLEET)
-    webhook.mode = BROKEN
+    webhook.answer = BROKEN
     settings = {**FAST_RETRIES, "alerting__max_attempts": "3"}
     daemon = daemon_factory(alerting__rules_file=str(rules), daemon__max_batch_messages="500", **settings)
 
@@ -284,5 +227,5 @@ def test_a_hook_that_keeps_failing_ends_failed_and_does_not_hold_up_ingestion(
         assert "HTTP 500" in (row["last_error"] or ""), row
         assert "failed after 3 attempts" in row["last_error"], row
         assert row["delivered_at"] is None
-    assert webhook.refused == 3 * len(rows)
-    assert not webhook.accepted
+    assert len(webhook.refused()) == 3 * len(rows)
+    assert not webhook.accepted()

@@ -17,7 +17,8 @@ import duckdb
 import pytest
 
 from simulator.config import FaultSpec, SimulationConfig, rack_id
-from tests.helpers.webhook import Receiver, recording_webhook
+from tests.helpers.rules import write_rules
+from tests.helpers.webhook import WebhookReceiver
 from tests.integration.daemons import DaemonFactory, run_until_consumed
 from tests.integration.fleet import send_fleet
 
@@ -40,45 +41,37 @@ RULES = """
 rules:
   - name: gpu_temperature
     scope: gpu
-    threshold: {{column: temp_max, op: ">=", warning: 83, critical: 90}}
+    threshold: {column: temp_max, op: ">=", warning: 83, critical: 90}
     for: 2m
     keep_firing_for: 3m
-    annotations: {{summary: "{{rack_id}} node {{node}} GPU {{gpu}} at {{value:.1f}} C"}}
+    annotations: {summary: "{rack_id} node {node} GPU {gpu} at {value:.1f} C"}
   - name: gpu_heating
     scope: gpu
-    rate: {{column: throttled_s_hw_thermal, per_minutes: 2, op: ">", warning: 10}}
+    rate: {column: throttled_s_hw_thermal, per_minutes: 2, op: ">", warning: 10}
   - name: rack_critical
     scope: rack
-    state: {{in: [critical]}}
+    state: {in: [critical]}
     severity: critical
     for: 2m
   - name: gpu_double_bit_ecc
     scope: gpu
-    threshold: {{column: ecc_dbe_inc, op: ">", critical: 0}}
+    threshold: {column: ecc_dbe_inc, op: ">", critical: 0}
     keep_firing_for: 5m
     group_by: [rule, satellite, rack_id]
-hooks:
-  - name: pager
-    kind: webhook
-    settings: {{url: "{url}", timeout_s: 2}}
-routes:
-  - match: {{}}
-    hook: pager
 """
 
 
 @pytest.fixture
-def webhook() -> Iterator[str]:
+def webhook() -> Iterator[WebhookReceiver]:
     """A real HTTP server on 127.0.0.1 recording the notifications it receives."""
-    with recording_webhook() as url:
-        yield url
+    with WebhookReceiver() as receiver:
+        yield receiver
 
 
 def test_injected_faults_are_notified_grouped_and_resolved_and_healthy_racks_are_not(
-    bootstrap: str, topic: str, daemon_factory: DaemonFactory, webhook: str, tmp_path: Path
+    bootstrap: str, topic: str, daemon_factory: DaemonFactory, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES.format(url=webhook))
+    rules = write_rules(tmp_path, RULES, webhook_url=webhook.url)
     truth = send_fleet(bootstrap, topic, FLEET)
     daemon = daemon_factory(alerting__rules_file=str(rules), daemon__max_batch_messages="500")
     run_until_consumed(daemon, truth.messages_sent)
@@ -87,9 +80,10 @@ def test_injected_faults_are_notified_grouped_and_resolved_and_healthy_racks_are
     assert states.get("pending", 0) == 0, states
     assert states.get("failed", 0) == 0, states
 
-    alerts = [(body["status"], alert) for body in Receiver.bodies for alert in body["alerts"]]
-    assert Receiver.bodies
-    assert all(body["version"] == "4" for body in Receiver.bodies)
+    bodies = webhook.json_bodies()
+    alerts = [(body["status"], alert) for body in bodies for alert in body["alerts"]]
+    assert bodies
+    assert all(body["version"] == "4" for body in bodies)
     # Per alert, in delivery order: a firing alert is notified again only when its severity changed (an
     # update) or after it resolved (flapping beyond keep_firing_for); never the same news twice.
     history: dict[str, list[tuple[str, str]]] = {}
@@ -112,7 +106,7 @@ def test_injected_faults_are_notified_grouped_and_resolved_and_healthy_racks_are
         if a["labels"]["rack_id"] == radiator_rack and a["labels"]["rule"] == "gpu_temperature"
     }
     firing_bodies = [
-        b for b in Receiver.bodies
+        b for b in bodies
         if b["status"] == "firing" and b["groupLabels"].get("rule") == "gpu_temperature"
         and b["groupLabels"].get("satellite") == radiator_rack.split("/")[0]
     ]  # fmt: skip

@@ -25,7 +25,8 @@ from simulator.config import FaultSpec, SimulationConfig, rack_id
 from simulator.messages import generate
 from simulator.produce import produce
 from tests.helpers.alertmanager import Alertmanager, webhook_config
-from tests.helpers.webhook import Receiver, recording_webhook
+from tests.helpers.rules import write_rules
+from tests.helpers.webhook import WebhookReceiver
 from tests.integration.daemons import DaemonFactory, DaemonProcess
 
 pytestmark = pytest.mark.integration
@@ -51,19 +52,10 @@ RULES = """
 rules:
   - name: gpu_temperature
     scope: gpu
-    threshold: {{column: temp_max, op: ">=", warning: 83, critical: 90}}
-    annotations: {{summary: "{{rack_id}} node {{node}} GPU {{gpu}} at {{value:.1f}} C"}}
-hooks:
-  - name: am
-    kind: alertmanager
-    settings:
-      urls: ["{url}"]
-      resend_interval_s: {resend}
-      generator_url: "http://127.0.0.1:8080/alerts/{{fingerprint}}"
-routes:
-  - match: {{}}
-    hook: am
+    threshold: {column: temp_max, op: ">=", warning: 83, critical: 90}
+    annotations: {summary: "{rack_id} node {node} GPU {gpu} at {value:.1f} C"}
 """
+GENERATOR_URL = "http://127.0.0.1:8080/alerts/{fingerprint}"
 
 
 def _until(condition: Callable[[], object], timeout_s: float, what: str) -> Any:
@@ -83,8 +75,8 @@ def _ask(daemon: DaemonProcess, sql: str) -> int:
         return int(client.query(sql)[0, 0])
 
 
-def _bodies_about(rack: str) -> list[dict[str, Any]]:
-    return [b for b in Receiver.bodies if any(a["labels"].get("rack_id") == rack for a in b["alerts"])]
+def _bodies_about(receiver: WebhookReceiver, rack: str) -> list[dict[str, Any]]:
+    return [b for b in receiver.json_bodies() if any(a["labels"].get("rack_id") == rack for a in b["alerts"])]
 
 
 def _orbitwatch_alerts(daemon: DaemonProcess, rules: Path) -> dict[str, Any]:
@@ -103,20 +95,25 @@ def _orbitwatch_alerts(daemon: DaemonProcess, rules: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def receiver() -> Iterator[str]:
+def receiver() -> Iterator[WebhookReceiver]:
     """The webhook server Alertmanager notifies."""
-    with recording_webhook() as url:
-        yield url
+    with WebhookReceiver() as webhook:
+        yield webhook
 
 
 def test_alerts_reach_alertmanager_grouped_silenced_and_survive_its_outage(
-    bootstrap: str, topic: str, daemon_factory: DaemonFactory, receiver: str, tmp_path: Path
+    bootstrap: str, topic: str, daemon_factory: DaemonFactory, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    manager = Alertmanager(tmp_path / "alertmanager", webhook_config(receiver, ["rack_id"])).start()
+    manager = Alertmanager(tmp_path / "alertmanager", webhook_config(receiver.url, ["rack_id"])).start()
     try:
         silence = manager.silence({"alertname": "gpu_temperature", "rack_id": SILENCED})
-        rules = tmp_path / "rules.yaml"
-        rules.write_text(RULES.format(url=manager.url, resend=RESEND_S))
+        rules = write_rules(
+            tmp_path,
+            RULES,
+            hook_name="am",
+            hook_kind="alertmanager",
+            hook_settings={"urls": [manager.url], "resend_interval_s": RESEND_S, "generator_url": GENERATOR_URL},
+        )
         # Sampled in the last minutes (Alertmanager refuses an alert that starts after it ends).
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=FLEET.duration_s)
         generated, _truth = generate(FLEET.model_copy(update={"start": start}))
@@ -134,7 +131,9 @@ def test_alerts_reach_alertmanager_grouped_silenced_and_survive_its_outage(
 
         # Firing: Alertmanager groups by its own group_by (rack_id) and notifies the unsilenced rack only.
         firing = _until(
-            lambda: [b for b in _bodies_about(NOTIFIED) if b["status"] == "firing"], 60, "the firing notification"
+            lambda: [b for b in _bodies_about(receiver, NOTIFIED) if b["status"] == "firing"],
+            60,
+            "the firing notification",
         )
         body = firing[0]
         assert body["receiver"] == "hook"
@@ -159,7 +158,7 @@ def test_alerts_reach_alertmanager_grouped_silenced_and_survive_its_outage(
         time.sleep(4 * RESEND_S + 2)
         active = [a for a in manager.alerts() if a["labels"].get("rack_id") == NOTIFIED]
         assert any(a["status"]["state"] == "active" for a in active), active
-        assert not [b for b in _bodies_about(NOTIFIED) if b["status"] == "resolved"]
+        assert not [b for b in _bodies_about(receiver, NOTIFIED) if b["status"] == "resolved"]
 
         # Alertmanager down while the resolutions are due: they wait in the outbox, retried.
         manager.stop()
@@ -172,14 +171,16 @@ def test_alerts_reach_alertmanager_grouped_silenced_and_survive_its_outage(
         manager.start()
 
         _until(
-            lambda: [b for b in _bodies_about(NOTIFIED) if b["status"] == "resolved"], 60, "the resolved notification"
+            lambda: [b for b in _bodies_about(receiver, NOTIFIED) if b["status"] == "resolved"],
+            60,
+            "the resolved notification",
         )
         undelivered = "SELECT count(*) FROM alert_outbox WHERE state <> 'delivered'"
         _until(lambda: _ask(daemon, undelivered) == 0, 30, "every outbox row delivered")
         assert _ask(daemon, "SELECT count(*) FROM alert_outbox WHERE state = 'failed'") == 0
         assert _ask(daemon, "SELECT count(*) FROM alert_state") == 0  # both resolved in orbitwatch
-        assert not _bodies_about(SILENCED), "a silenced alert was notified"
-        statuses = [b["status"] for b in _bodies_about(NOTIFIED)]
+        assert not _bodies_about(receiver, SILENCED), "a silenced alert was notified"
+        statuses = [b["status"] for b in _bodies_about(receiver, NOTIFIED)]
         assert statuses[0] == "firing", statuses
         assert statuses[-1] == "resolved", statuses
     finally:

@@ -26,8 +26,9 @@ from orbitwatch.broker import free_port
 from simulator.config import FaultSpec, SimulationConfig
 from simulator.messages import generate
 from simulator.produce import produce
+from tests.helpers.rules import write_rules
 from tests.helpers.web import WebProcess
-from tests.helpers.webhook import Receiver, recording_webhook
+from tests.helpers.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +47,7 @@ RULES = """
 rules:
   - name: gpu_temperature
     scope: gpu
-    threshold: {{column: temp_max, op: ">=", warning: 83, critical: 90}}
-hooks:
-  - name: pager
-    kind: webhook
-    settings: {{url: "{url}", timeout_s: 2}}
-routes:
-  - match: {{}}
-    hook: pager
+    threshold: {column: temp_max, op: ">=", warning: 83, critical: 90}
 """
 
 
@@ -80,13 +74,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def webhook() -> Iterator[str]:
+def webhook() -> Iterator[WebhookReceiver]:
     """A real HTTP server recording the notifications posted to it."""
-    with recording_webhook() as url:
-        yield url
+    with WebhookReceiver() as receiver:
+        yield receiver
 
 
-def test_the_installed_package_ingests_alerts_and_answers(installed: Path, webhook: str, tmp_path: Path) -> None:
+def test_the_installed_package_ingests_alerts_and_answers(
+    installed: Path, webhook: WebhookReceiver, tmp_path: Path
+) -> None:
     """The installed ``orbitwatch``: broker, run with a rules file, query; every frame stored once."""
     bin_dir = installed / "bin"
     for module in DEV_ONLY:  # the clean environment really lacks the dev extras, else this proves nothing
@@ -119,8 +115,7 @@ def test_the_installed_package_ingests_alerts_and_answers(installed: Path, webho
         create_topic(servers, "telemetry", 2)
         messages, truth = generate(FLEET, DEFAULT_CONTRACT_DIR)
         produce(messages, servers, "telemetry")
-        rules = tmp_path / "rules.yaml"
-        rules.write_text(RULES.format(url=webhook))
+        rules = write_rules(tmp_path, RULES, webhook_url=webhook.url)
         db = tmp_path / "history.duckdb"
         env.update(
             {
@@ -168,7 +163,7 @@ def test_the_installed_package_ingests_alerts_and_answers(installed: Path, webho
     assert counts["frames"] == truth.distinct_frames_sent
     assert counts["dead"] == truth.malformed_sent
     assert counts["notifications"] >= 1
-    assert Receiver.bodies, "the webhook got no notification"
+    assert webhook.json_bodies(), "the webhook got no notification"
     # The web view from the wheel: its templates, stylesheet, scripts and Plotly all ship in the packages.
     with WebProcess(tmp_path / "web.log", "--db", str(db), env=env, program=[str(bin_dir / "orbitwatch")]) as web:
         for path in ("/fleet", "/alerts", "/tenants", "/static/app.css", "/static/rack.js", "/vendor/plotly.min.js"):

@@ -26,6 +26,7 @@ from simulator.config import FaultSpec, SimulationConfig
 from simulator.messages import SimMessage, generate
 from simulator.produce import produce
 from tests.helpers.browser import ARTIFACTS, chromium, chromium_missing
+from tests.helpers.rules import write_rules
 from tests.helpers.web import WebProcess
 from tests.integration.daemons import CONSUMED_SQL, DaemonFactory, DaemonProcess
 
@@ -123,8 +124,7 @@ class Ingesting:
 @pytest.fixture
 def ingesting(bootstrap: str, topic: str, daemon_factory: DaemonFactory, tmp_path: Path) -> Iterator[Ingesting]:
     """A daemon with a temperature rule, having ingested the first 17 minutes of the scenario."""
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
+    rules = write_rules(tmp_path, RULES)
     daemon = daemon_factory(alerting__rules_file=str(rules), daemon__max_batch_messages="500")
     messages = fleet_messages()
     first = [m for m in messages if m.timestamp_ms < SPLIT.timestamp() * 1000]
