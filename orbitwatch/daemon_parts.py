@@ -22,9 +22,10 @@ from alerting.rules.ruleset import RuleSet
 from alerting.snapshot import snapshot_path
 from alerting.tables import AlertTables
 from orbitwatch.alert_intake import alert_intake
+from orbitwatch.discovery import discovery_path
 from orbitwatch.errors import ConfigError
 from orbitwatch.metrics import DaemonMetrics
-from orbitwatch.query_service import QueryService, discovery_path
+from orbitwatch.query_service import QueryService
 from orbitwatch.retention_worker import RetentionWorker
 from orbitwatch.services import MetricsEndpoint, QueryEndpoint, Services
 from orbitwatch.settings import Settings

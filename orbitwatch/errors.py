@@ -43,7 +43,7 @@ class DiscoveryFileError(OrbitwatchError):
 
 class ServiceError(OrbitwatchError):
     """A request the query service answers with an error: ``kind`` (mapped to an HTTP status by
-    ``orbitwatch.query_service._STATUS``) and a message."""
+    ``orbitwatch.query_http.STATUS_OF_KIND``) and a message."""
 
     def __init__(self, kind: str, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)

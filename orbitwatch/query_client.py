@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import polars as pl
 
+from orbitwatch.discovery import discovery_path
 from orbitwatch.errors import QueryServiceError
-from orbitwatch.query_service import discovery_path
 from orbitwatch.result_formats import WireFormat, decode
 
 Params = dict[str, int | float | str]

@@ -33,28 +33,36 @@ every endpoint but health and the OpenAPI description needs ``Authorization: Bea
 from __future__ import annotations
 
 import contextlib
-import functools
 import hmac
-import json
 import logging
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from http import HTTPStatus
-from importlib import resources
 from pathlib import Path
-from typing import Any, cast
-from urllib.parse import parse_qs
+from typing import Any
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import duckdb
 
+from orbitwatch.discovery import url_host, write_discovery
 from orbitwatch.errors import DiscoveryFileError, ServiceError
 from orbitwatch.http_edge import HttpEdge, HttpLimits
-from orbitwatch.result_formats import CONTENT_TYPES, WIRE_FORMATS, WireFormat, encode
+from orbitwatch.query_http import (
+    Answer,
+    Request,
+    allow,
+    error_answer,
+    is_parameters,
+    json_answer,
+    openapi,
+    result_answer,
+    saved_list,
+    wire_format,
+)
+from orbitwatch.result_formats import CONTENT_TYPES
 from storage.archive import ArchiveViews
 from storage.errors import QueryError, QueryRefusedError
 from storage.guarded import GuardedResult, Parameters, QueryLimits, run_guarded
@@ -62,44 +70,11 @@ from storage.saved_queries import SAVED_QUERIES, bind
 
 log = logging.getLogger(__name__)
 SPARE_THREADS = 4  # HTTP worker threads beyond query.max_concurrent: for health, status and queries waiting a turn
-_STATUS = {
-    "read_only": HTTPStatus.FORBIDDEN,
-    "file_access": HTTPStatus.FORBIDDEN,
-    "timeout": HTTPStatus.GATEWAY_TIMEOUT,
-    "too_large": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-    "busy": HTTPStatus.SERVICE_UNAVAILABLE,
-    "query": HTTPStatus.BAD_REQUEST,
-    "bad_request": HTTPStatus.BAD_REQUEST,
-    "unauthorized": HTTPStatus.UNAUTHORIZED,
-    "not_found": HTTPStatus.NOT_FOUND,
-    "method_not_allowed": HTTPStatus.METHOD_NOT_ALLOWED,
-    "rejected": HTTPStatus.CONFLICT,
-    "internal": HTTPStatus.INTERNAL_SERVER_ERROR,
-}
-_ENDPOINTS: dict[str, tuple[str, ...]] = {  # and /v1/saved/NAME: GET, POST
-    "/v1/health": ("GET",),
-    "/v1/openapi.json": ("GET",),
-    "/v1/status": ("GET",),
-    "/v1/saved": ("GET",),
-    "/v1/query": ("GET", "POST"),
-    "/v1/alerts/commands": ("POST",),
-}
-_HEAD_TOO = {"/v1/health", "/v1/openapi.json"}
 AlertCommands = Callable[[dict[str, Any]], tuple[str, str]]
 """Hands an operator's alert command (the JSON object of ``alerting.commands.AlertCommand``) to the daemon:
 ``("applied" | "spooled", detail)``, or raises ``ServiceError`` (``bad_request``, ``rejected``)."""
 Observer = Callable[[str, float], None]
 """Called with each query's outcome (``ok`` or an error kind) and its seconds, e.g. for metrics."""
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """An HTTP answer: status, content type, body and extra headers."""
-
-    status: HTTPStatus
-    content_type: str
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = ()
 
 
 class QueryService:
@@ -242,7 +217,7 @@ class QueryService:
         bound = self._edge.start(host, port)
         if discovery is not None:
             try:
-                _write_discovery(discovery, f"http://{_url_host(host)}:{bound}", self._token is not None)
+                write_discovery(discovery, f"http://{url_host(host)}:{bound}", self._token is not None)
             except DiscoveryFileError:
                 self._edge.stop()
                 self._edge = None
@@ -294,191 +269,56 @@ class QueryService:
 
     def _route(self, environ: WSGIEnvironment) -> Answer:
         try:
-            return self._dispatch(_Request.of(environ, self._http_limits.max_body_bytes))
+            return self._dispatch(Request.of(environ, self._http_limits.max_body_bytes))
         except ServiceError as exc:
-            error = _error(exc.kind, str(exc))
+            error = error_answer(exc.kind, str(exc))
             return Answer(error.status, error.content_type, error.body, exc.headers)
         except QueryRefusedError as exc:
             log.info("query refused (%s): %s", exc.kind, exc)
-            return _error(exc.kind, str(exc))
+            return error_answer(exc.kind, str(exc))
         except QueryError as exc:
-            return _error("query", str(exc))
+            return error_answer("query", str(exc))
         except Exception as exc:  # a bug must cost one request a 500, not the daemon or the connection
             log.exception(
                 "query service: unexpected error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
             )
-            return _error("internal", f"internal error ({type(exc).__name__}); see the daemon's log")
+            return error_answer("internal", f"internal error ({type(exc).__name__}); see the daemon's log")
 
-    def _dispatch(self, request: _Request) -> Answer:
+    def _dispatch(self, request: Request) -> Answer:
         path, method = request.path, request.method
-        _allow(path, method)
+        allow(path, method)
         if path == "/v1/health":
-            return _json(HTTPStatus.OK, {"status": "ok"})
+            return json_answer(HTTPStatus.OK, {"status": "ok"})
         if path == "/v1/openapi.json":
-            return Answer(HTTPStatus.OK, CONTENT_TYPES["json"], _openapi())
+            return Answer(HTTPStatus.OK, CONTENT_TYPES["json"], openapi())
         if not self.authorized(request.authorization):
             raise ServiceError("unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>'")
         if path == "/v1/status":
             if self._status is None:
                 raise ServiceError("not_found", "this service has no status (it is not part of a daemon)")
-            return _json(HTTPStatus.OK, self._status())
+            return json_answer(HTTPStatus.OK, self._status())
         if path == "/v1/alerts/commands":
             if self._alert_commands is None:
                 raise ServiceError("not_found", "this service takes no alert commands (it is not part of a daemon)")
             outcome, detail = self._alert_commands(request.arguments())
             status = HTTPStatus.OK if outcome == "applied" else HTTPStatus.ACCEPTED
-            return _json(status, {"outcome": outcome, "detail": detail})
+            return json_answer(status, {"outcome": outcome, "detail": detail})
         args = request.arguments()
-        fmt = _format(args.pop("format", "json"))
+        fmt = wire_format(args.pop("format", "json"))
         if path == "/v1/saved":
-            return _json(HTTPStatus.OK, _saved_list())
+            return json_answer(HTTPStatus.OK, saved_list())
         if path == "/v1/query":
             sql = args.get("sql")
             if not isinstance(sql, str) or not sql.strip():
                 raise ServiceError("bad_request", 'give the SQL as "sql"')
             params = args.get("params") or None
-            if params is not None and not _is_parameters(params):
+            if params is not None and not is_parameters(params):
                 raise ServiceError("bad_request", '"params" must be an object of name: number or string')
             self.lower_priority()
-            return _result(self.run(sql, params), fmt)
+            return result_answer(self.run(sql, params), fmt)
         name = path.removeprefix("/v1/saved/")
         given = args.get("params", {}) if method == "POST" else args
         if not isinstance(given, dict):
             raise ServiceError("bad_request", '"params" must be an object of name: value')
         self.lower_priority()
-        return _result(self.run_saved(name, {k: str(v) for k, v in given.items()}), fmt)
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    """What the service reads of a WSGI request."""
-
-    method: str
-    path: str
-    query: str
-    authorization: str | None
-    body: bytes
-
-    @classmethod
-    def of(cls, environ: WSGIEnvironment, max_body_bytes: int) -> _Request:
-        """The request in ``environ``; a malformed or oversized body is refused (waitress refuses them first)."""
-        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
-        body = b""
-        if method == "POST":
-            declared = str(environ.get("CONTENT_LENGTH") or "0")
-            if not declared.isdigit():
-                raise ServiceError("bad_request", f"Content-Length must be a number of bytes, got {declared!r}")
-            if int(declared) > max_body_bytes:
-                raise ServiceError(
-                    "too_large", f"the request body is over {max_body_bytes} bytes (query.max_body_bytes)"
-                )
-            body = environ["wsgi.input"].read(int(declared))
-        return cls(
-            method,
-            str(environ.get("PATH_INFO", "/")),
-            str(environ.get("QUERY_STRING", "")),
-            environ.get("HTTP_AUTHORIZATION"),
-            body,
-        )
-
-    def arguments(self) -> dict[str, Any]:
-        """GET: the URL's arguments (the last of each); POST: the JSON object of the body (``format`` may be in
-        the URL)."""
-        if self.method == "GET":
-            return {k: v[-1] for k, v in parse_qs(self.query, keep_blank_values=True).items()}
-        try:
-            body = json.loads(self.body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[...
-            raise ServiceError("bad_request", f"the body is not JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise ServiceError("bad_request", "the body must be a JSON object")
-        args = cast(dict[str, Any], body)
-        url_args = parse_qs(self.query, keep_blank_values=True)
-        if "format" in url_args:  # the body's format wins, but a wrong one in the URL is still wrong
-            args.setdefault("format", _format(url_args["format"][-1]))
-        return args
-
-
-def _allow(path: str, method: str) -> None:
-    """Refuse a path no endpoint has (``not_found``) or a method the endpoint does not take."""
-    if path.startswith("/v1/saved/") and path != "/v1/saved/":
-        allowed: tuple[str, ...] = ("GET", "POST")
-    elif path in _ENDPOINTS:
-        allowed = _ENDPOINTS[path]
-    else:
-        raise ServiceError("not_found", f"no endpoint {path} (see /v1/openapi.json)")
-    if path in _HEAD_TOO:  # HEAD only where answering costs nothing (not a query)
-        allowed = (*allowed, "HEAD")
-    if method not in allowed:
-        raise ServiceError(
-            "method_not_allowed",
-            f"{path} takes {' or '.join(allowed)}, not {method}",
-            (("Allow", ", ".join(allowed)),),
-        )
-
-
-def _is_parameters(value: object) -> bool:
-    return isinstance(value, dict) and all(isinstance(v, int | float | str) for v in value.values())
-
-
-@functools.cache
-def _openapi() -> bytes:
-    """The OpenAPI description shipped in the package (read once)."""
-    return resources.files("orbitwatch").joinpath("openapi.json").read_bytes()
-
-
-def _format(value: object) -> WireFormat:
-    if value not in WIRE_FORMATS:
-        raise ServiceError("bad_request", f"format must be one of {', '.join(WIRE_FORMATS)}, got {value!r}")
-    return cast(WireFormat, value)
-
-
-def _result(result: GuardedResult, fmt: WireFormat) -> Answer:
-    headers = (("X-Orbitwatch-Rows", str(result.frame.height)), ("X-Orbitwatch-Seconds", f"{result.elapsed_s:.4f}"))
-    return Answer(HTTPStatus.OK, CONTENT_TYPES[fmt], encode(result.frame, fmt), headers)
-
-
-def _json(status: HTTPStatus, value: object) -> Answer:
-    return Answer(status, CONTENT_TYPES["json"], json.dumps(value).encode())
-
-
-def _error(kind: str, message: str) -> Answer:
-    return _json(_STATUS.get(kind, HTTPStatus.BAD_REQUEST), {"error": kind, "message": message})
-
-
-def _saved_list() -> list[dict[str, object]]:
-    return [
-        {
-            "name": q.name,
-            "description": q.description,
-            "parameters": {
-                n: {"type": p.kind.__name__, "default": p.default, "help": p.help} for n, p in q.parameters.items()
-            },
-        }
-        for q in SAVED_QUERIES.values()
-    ]
-
-
-def _url_host(host: str) -> str:
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
-
-
-def _write_discovery(path: Path, url: str, token_required: bool) -> None:
-    """Write ``<db>.query.json`` atomically: where the running daemon answers queries."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "token_required": token_required}))
-        tmp.replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):  # e.g. its directory is not one
-            tmp.unlink(missing_ok=True)
-        raise DiscoveryFileError(
-            f"cannot write {path} (where `orbitwatch query` finds the running daemon): {exc.strerror or exc}"
-        ) from exc
-
-
-def discovery_path(db_path: Path) -> Path:
-    """Where a daemon writing ``db_path`` advertises its query service."""
-    return db_path.with_name(db_path.name + ".query.json")
+        return result_answer(self.run_saved(name, {k: str(v) for k, v in given.items()}), fmt)

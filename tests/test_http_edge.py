@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, Phase
 from schemathesis import APIOperation, GenerationMode
 
 from orbitwatch.alert_intake import alert_intake
-from orbitwatch.query_service import QueryService, discovery_path
+from orbitwatch.discovery import discovery_path
+from orbitwatch.query_service import QueryService
 from storage.database import open_database
 from storage.guarded import QueryLimits
 

@@ -17,9 +17,10 @@ import httpx
 import polars as pl
 import pytest
 
+from orbitwatch.discovery import discovery_path
 from orbitwatch.errors import ConfigError, DiscoveryFileError, QueryServiceError
 from orbitwatch.query_client import QueryClient
-from orbitwatch.query_service import QueryService, discovery_path
+from orbitwatch.query_service import QueryService
 from orbitwatch.result_formats import CONTENT_TYPES, WIRE_FORMATS, decode
 from orbitwatch.services import QueryEndpoint
 from storage.database import open_database

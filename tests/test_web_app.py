@@ -21,7 +21,8 @@ import pytest
 from ingest.codec import FrameDecoder
 from orbitwatch import assemble
 from orbitwatch.broker import free_port
-from orbitwatch.query_service import QueryService, discovery_path
+from orbitwatch.discovery import discovery_path
+from orbitwatch.query_service import QueryService
 from orbitwatch.settings import WebSettings
 from orbitwatch.web.server import WebServer
 from orbitwatch.web.sources import HistorySource, ServiceSource

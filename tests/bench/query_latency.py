@@ -59,9 +59,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.admin import create_topic
 from orbitwatch.broker import free_port
+from orbitwatch.discovery import discovery_path
 from orbitwatch.errors import QueryServiceError
 from orbitwatch.query_client import Params, QueryClient
-from orbitwatch.query_service import discovery_path
 from simulator.config import rack_id
 from simulator.messages import SimMessage, generate
 from simulator.produce import produce

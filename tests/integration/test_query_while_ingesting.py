@@ -12,9 +12,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from orbitwatch.discovery import discovery_path
 from orbitwatch.errors import QueryServiceError
 from orbitwatch.query_client import QueryClient
-from orbitwatch.query_service import discovery_path
 from simulator.config import SimulationConfig
 from tests.integration.daemons import DaemonFactory, DaemonProcess
 from tests.integration.fleet import send_fleet
