@@ -41,7 +41,7 @@ import duckdb
 
 from alerting import outbox
 from alerting.errors import DeliveryError
-from alerting.hooks.base import Hook, backoff_s
+from alerting.hooks.base import Hook, backoff_s, close_hook
 from alerting.payload import AlertItem
 
 log = logging.getLogger(__name__)
@@ -288,6 +288,14 @@ class DeliveryWorker:
             if self._cursor is not None:
                 self._cursor.close()
                 self._cursor = None
+
+    def close_hooks(self) -> None:
+        """Release what the hooks hold (HTTP connections, Kafka producers) once the worker is done with them;
+        not while its thread runs (a hook still busy after ``stop`` timed out keeps its connections)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        for hook in self.hooks.values():
+            close_hook(hook)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

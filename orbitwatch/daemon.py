@@ -68,7 +68,10 @@ class Daemon:
             self._build_writer(rules)
             self._build_services(archive)
             self._build_source(source)
-        except BaseException:  # a part that cannot be built (a bad hook, a busy port) leaves nothing open
+        except BaseException:  # a part that cannot be built (a bad hook, an unreachable broker) leaves nothing open
+            delivery = getattr(self, "delivery", None)  # built before the part that failed, if it was
+            if delivery is not None:
+                delivery.close_hooks()
             self._con.close()
             raise
         self._stopping = False
@@ -234,6 +237,8 @@ class Daemon:
         the consumer group, close the database (checkpointing it). Safe whether or not ``run`` ran."""
         self.in_flight.close()
         self.services.stop()
+        if self.delivery is not None:
+            self.delivery.close_hooks()
         self.source.close()
         self._con.close()
         for handler in logging.getLogger().handlers:

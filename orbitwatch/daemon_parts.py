@@ -15,6 +15,7 @@ import duckdb
 
 from alerting.delivery import DeliveryWorker
 from alerting.errors import AlertingError, RulesError
+from alerting.hooks.base import Hook, close_hook
 from alerting.hooks.registry import build_hook
 from alerting.payload import AlertItem
 from alerting.rules.loading import load_rules
@@ -104,9 +105,13 @@ def delivery_worker(
     """The outbox's delivery worker with the rules file's hooks (built, hence checked, at start-up);
     ``firing(hook)``: the alerts still firing that route to a hook, re-sent to those that expire alerts."""
     a = settings.alerting
+    hooks: dict[str, Hook] = {}
     try:
-        hooks = {h.name: build_hook(h.kind, h.settings, h.name, kafka=settings.kafka) for h in rules.hooks}
+        for h in rules.hooks:
+            hooks[h.name] = build_hook(h.kind, h.settings, h.name, kafka=settings.kafka)
     except AlertingError as exc:
+        for hook in hooks.values():  # those built before the bad one hold connections
+            close_hook(hook)
         raise ConfigError(f"alerting hooks in {a.rules_file}: {exc}") from exc
     cursor = con.cursor()  # made here, while no other thread uses the connection; the worker's alone
     return DeliveryWorker(

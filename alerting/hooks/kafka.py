@@ -45,7 +45,7 @@ class KafkaHook:
         """Send once and wait for the acks; DeliveryError with the sink's reason."""
         try:
             self.sink.send(notification.group_key.encode(), body, self.timeout_s)
-        except IngestError as exc:
+        except (ConfigError, IngestError) as exc:  # ConfigError: a producer setting kafka-python rejects on connect
             raise DeliveryError(self.name, str(exc)) from exc
 
     def close(self) -> None:
