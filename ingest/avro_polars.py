@@ -10,11 +10,9 @@ from typing import Any
 
 import polars as pl
 
+from ingest.errors import UnsupportedSchema
+
 AvroType = Any  # str | list | dict, as in the schema JSON
-
-
-class UnsupportedSchema(Exception):
-    """A schema construct the columnar fast path does not handle; callers fall back to fastavro."""
 
 
 _PRIMITIVES: dict[str, pl.DataType] = {

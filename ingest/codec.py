@@ -23,6 +23,7 @@ import fastavro
 import polars as pl
 
 from ingest import avro_polars
+from ingest.errors import UnsupportedSchema
 from ingest.registry import SchemaRegistry, WriterSchema
 from ingest.wire import split_header, zigzag_long
 
@@ -231,7 +232,7 @@ def _make_plan(writer: WriterSchema, reader: WriterSchema) -> _Plan:
     try:
         size: pl.Expr | None = avro_polars.record_size(writer.raw)
         resolve: list[pl.Expr] | None = avro_polars.resolution(writer.raw, reader.raw)
-    except avro_polars.UnsupportedSchema:
+    except UnsupportedSchema:
         size = resolve = None
     return _Plan(writer=writer, header=bytes(header), sync=sync, size=size, resolve=resolve)
 
