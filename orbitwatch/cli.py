@@ -3,7 +3,6 @@ alerts, archive, web."""
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from orbitwatch.cli_common import CONFIG_OPTION, open_history, settings_or_exit,
 from orbitwatch.demo import demo
 from orbitwatch.errors import OrbitwatchError, QueryServiceError
 from orbitwatch.query_client import QueryClient
-from orbitwatch.render import from_frame, render
+from orbitwatch.render import from_frame, render, render_document
 from orbitwatch.settings import redacted
 from orbitwatch.simulate_cmd import simulate
 from orbitwatch.web_cmd import web
@@ -92,7 +91,7 @@ def run(config_path: Path | None, exit_when_idle: float | None, max_messages: in
 def check_config(config_path: Path | None) -> None:
     """Validate the settings and print them (secrets masked); exit 1 naming the bad field."""
     settings = settings_or_exit(config_path)
-    click.echo(json.dumps(redacted(settings), indent=2))
+    click.echo(render_document(redacted(settings)), nl=False)
     click.echo("settings OK", err=True)
 
 

@@ -15,7 +15,8 @@ OrbitwatchError
 ├── BrokerError               the embedded broker could not be started
 ├── DiscoveryFileError        the query service's ``<db>.query.json`` could not be written (names the file)
 ├── ServiceError              a request the query service answers with an error (its kind and message)
-└── QueryServiceError         a query service refused or failed a client's query, or cannot be reached
+├── QueryServiceError         a query service refused or failed a client's query, or cannot be reached
+└── WebError                  orbitwatch/web/errors.py: the web view (a shard that cannot answer, live slots)
 """
 
 from __future__ import annotations

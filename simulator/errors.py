@@ -3,7 +3,7 @@
 The root derives from ``orbitwatch.errors.OrbitwatchError``, so one ``except`` catches the whole product.
 
 SimulatorError
-└── ProduceError    Kafka rejected at least one message
+└── ProduceError    Kafka rejected at least one message (also a RuntimeError)
 """
 
 from __future__ import annotations

@@ -292,7 +292,8 @@ def test_the_command_explains_itself_and_refuses_a_remote_address_without_a_toke
 
 
 def test_a_live_slot_comes_back_when_a_page_leaves_before_its_first_event(history: Path) -> None:
-    from orbitwatch.web.live import LiveUpdates, TooManyPages
+    from orbitwatch.web.errors import TooManyPages
+    from orbitwatch.web.live import LiveUpdates
     from orbitwatch.web.sources import Fleet
 
     live = LiveUpdates(Fleet([HistorySource(history)]), poll_interval_s=60, max_clients=1)

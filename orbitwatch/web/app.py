@@ -32,8 +32,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from orbitwatch.web import pages
-from orbitwatch.web.errors import ReadOnlyError, SourceError
-from orbitwatch.web.live import LiveUpdates, TooManyPages
+from orbitwatch.web.errors import ReadOnlyError, SourceError, TooManyPages
+from orbitwatch.web.live import LiveUpdates
 from orbitwatch.web.sources import Fleet
 
 log = logging.getLogger(__name__)

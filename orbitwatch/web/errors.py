@@ -2,8 +2,9 @@
 
 OrbitwatchError (orbitwatch.errors)
 └── WebError
-    └── SourceError: a shard's query service or file failed (``source``, ``kind``, message)
-        └── ReadOnlyError: an action on a history opened read-only
+    ├── SourceError: a shard's query service or file failed (``source``, ``kind``, message)
+    │   └── ReadOnlyError: an action on a history opened read-only
+    └── TooManyPages: every live page slot is taken (``web.max_live_clients``)
 """
 
 from __future__ import annotations
@@ -26,3 +27,7 @@ class SourceError(WebError):
 
 class ReadOnlyError(SourceError):
     """An alert command sent to a history opened read-only."""
+
+
+class TooManyPages(WebError):
+    """Every live page slot is taken (``web.max_live_clients``)."""

@@ -17,14 +17,10 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 
-from orbitwatch.web.errors import WebError
+from orbitwatch.web.errors import TooManyPages
 from orbitwatch.web.sources import Fleet
 
 log = logging.getLogger(__name__)
-
-
-class TooManyPages(WebError):
-    """Every live slot is taken."""
 
 
 class LiveUpdates:
