@@ -16,8 +16,14 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from storage.tables import ALERT_AUDIT
+
 if TYPE_CHECKING:
     from alerting.commands import AlertCommand
+
+_COLUMNS = ", ".join(f'"{name}"' for name in ALERT_AUDIT.names)
+_INSERT = f"INSERT INTO {ALERT_AUDIT.name} ({_COLUMNS}) VALUES ({', '.join('?' for _ in ALERT_AUDIT.names)})"
+"""One audit row, by the columns ``storage.tables.ALERT_AUDIT`` declares (``AuditEntry.row`` gives them in order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +35,7 @@ class AuditEntry:
     reason: str | None = None
 
     def row(self, applied_at: datetime) -> tuple[object, ...]:
-        """The ``alert_audit`` row, in column order."""
+        """The ``alert_audit`` row, in the declared column order (``storage.tables.ALERT_AUDIT``)."""
         c = self.command
         target = c.fingerprint if c.fingerprint is not None else json.dumps(c.match, sort_keys=True)
         outcome = "rejected" if self.reason is not None else "applied"
@@ -51,4 +57,4 @@ def record(con: duckdb.DuckDBPyConnection, entries: list[AuditEntry]) -> None:
     """Append ``entries`` to ``alert_audit`` (inside the caller's transaction)."""
     if entries:
         now = datetime.now(UTC)
-        con.executemany("INSERT INTO alert_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [e.row(now) for e in entries])
+        con.executemany(_INSERT, [e.row(now) for e in entries])

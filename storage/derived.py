@@ -51,6 +51,7 @@ from processing.rows import FRAME_KEY
 from processing.tips import WindowTips
 from processing.windows import WINDOW_KEY, WindowTables, compute_windows, judge_racks
 from storage.database import insert_rows, table_columns
+from storage.tables import GPU_WINDOWS_1M, RACK_WINDOWS_1M, TENANT_MINUTES
 
 _MINUTE = timedelta(minutes=1)
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
@@ -166,7 +167,7 @@ class DerivedTables:
         self._con = con
         self.thresholds = thresholds or HealthThresholds()
         self.contact = contact or ContactModel()
-        self._columns = {t: table_columns(con, t) for t in ("gpu_windows_1m", "rack_windows_1m", "tenant_minutes")}
+        self._columns = {t.name: list(t.names) for t in (GPU_WINDOWS_1M, RACK_WINDOWS_1M, TENANT_MINUTES)}
         self._raw_columns = {  # the raw columns the recompute reads (not the Kafka bookkeeping)
             t: [c for c in table_columns(con, t) if c not in _RAW_SKIP] for t in ("gpu_samples", "rack_frames")
         }
