@@ -502,6 +502,17 @@ def test_kafka_sink_refuses_bad_settings() -> None:
         build_hook("kafka", {"bootstrap_servers": "127.0.0.1:9", "topic": "a", "producer": {"nope": 1}})
 
 
+def test_a_producer_setting_kafka_python_rejects_on_connect_is_a_delivery_error() -> None:
+    hook = KafkaHook(KafkaSink("127.0.0.1:9", "alerts", api_version="not-a-version"), 1.0, name="bus")
+    body, n = _body()
+    try:
+        with pytest.raises(DeliveryError, match="invalid producer settings") as raised:
+            hook.deliver(body, n)
+        assert raised.value.hook == "bus"
+    finally:
+        hook.close()
+
+
 # --- kafka ------------------------------------------------------------------------------------------------
 
 
