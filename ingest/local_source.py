@@ -21,10 +21,10 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ingest.assignment import resume_assigned, start_offset, static_partitions, warn_rereads
 from ingest.broker_state import BrokerState
 from ingest.codec import RawBatch
 from ingest.errors import SourceError
-from ingest.resume import Claim, Resume, resume_position
 from ingest.settings import KafkaSettings
 from ingest.source_protocol import NoHistory, OffsetStore
 
@@ -187,26 +187,10 @@ class LocalSource:
         self._uncommitted: dict[int, int] = {}  # next offsets whose commit failed, carried to the next one
         self._rotate = 0
         self._closed = False
-        partitions = self._static_partitions(settings)
+        partitions = static_partitions(settings, lambda: self._broker.partitions(self.topic))
         self._grouped = partitions is None
         if partitions is not None:
             self._assign(partitions)
-
-    def _static_partitions(self, settings: KafkaSettings) -> list[int] | None:
-        if settings.static_partitions is not None:
-            return settings.static_partitions
-        if settings.shard_index is None or settings.shard_count is None:
-            return None
-        existing = self._broker.partitions(self.topic)
-        if not existing:
-            raise SourceError(f"topic {self.topic} does not exist on {settings.bootstrap_servers}")
-        owned = [p for p in existing if settings.owns(p)]
-        if not owned:
-            raise SourceError(
-                f"shard {settings.shard_index} of {settings.shard_count} owns none of {self.topic}'s "
-                f"{len(existing)} partitions; use at most {len(existing)} shards"
-            )
-        return owned
 
     def _join(self) -> None:
         """In a group: take every partition of the topic once it exists (Kafka's join, done at a poll)."""
@@ -218,35 +202,16 @@ class LocalSource:
     def _assign(self, partitions: list[int]) -> None:
         """Position each partition where ``ingest.resume.resume_position`` says, as ``KafkaSource`` does."""
         committed = self._broker.committed(self.group, self.topic)
-        stored, handed_over, claims = self.store.stored(), self.store.handovers(), self.store.claims()
+        group_offsets = {p: committed.get(p) for p in partitions}
         ends = self._broker.end_offsets(self.topic) if self._broker.partitions(self.topic) else {}
-        decided: list[Resume] = []
-        new_claims: dict[int, int | None] = {}
-        for p in partitions:
-            group_offset = committed.get(p)
-            resume = resume_position(
-                p,
-                stored.get(p),
-                group_offset,
-                handed_over=handed_over.get(p),
-                grouped=self._grouped,
-                claim=Claim(claims[p]) if p in claims else None,
-            )
-            decided.append(resume)
-            if p not in stored and p not in claims:
-                new_claims[p] = resume.offset
+        decided, _ = resume_assigned(self.store, group_offsets, grouped=self._grouped)
+        for resume in decided:
+            p = resume.partition
+            start = start_offset(resume, group_offsets[p], self._auto_offset_reset)
             reset = 0 if self._auto_offset_reset == "earliest" else ends.get(p, 0)
-            if resume.offset is not None:
-                self._positions[p] = resume.offset
-            elif resume.source == "reread" and self._auto_offset_reset == "latest" and group_offset is not None:
-                self._positions[p] = group_offset  # the end would skip what nobody stored
-            else:
-                self._positions[p] = reset
-        self.store.forget_handovers(list(partitions))
-        self.store.record_claims(new_claims)
+            self._positions[p] = start if start is not None else reset
         log.info("partitions assigned: %s (resuming at %s)", sorted(partitions), dict(sorted(self._positions.items())))
-        if reread := [r.partition for r in decided if r.source == "reread"]:
-            log.warning("Kafka's committed offset is ahead of this history for partitions %s: reading again", reread)
+        warn_rereads(decided, self._auto_offset_reset)
 
     def poll(self, timeout_ms: int, max_records: int, top_up_ms: int | None = 50) -> RawBatch:
         """Up to ``max_records`` messages as a column batch, waiting at most ``timeout_ms`` for the first;

@@ -18,10 +18,10 @@ from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from ingest.assignment import resume_assigned, start_offset, static_partitions, warn_rereads
 from ingest.broker_state import BrokerState
 from ingest.codec import RawBatch
 from ingest.errors import SourceError
-from ingest.resume import Claim, Resume, resume_position
 from ingest.settings import KafkaSettings
 from ingest.source_protocol import NoHistory, OffsetStore
 
@@ -104,7 +104,7 @@ class KafkaSource:
         self._uncommitted: dict[int, int] = {}  # next offsets stored in DuckDB whose Kafka commit failed
         try:
             self.consumer = KafkaConsumer(group_id=settings.group_id, **consumer_config(settings))
-            partitions = self._static_partitions(settings)
+            partitions = static_partitions(settings, lambda: self.consumer.partitions_for_topic(self.topic))
             self._grouped = partitions is None
             if partitions is None:
                 self.consumer.subscribe([self.topic], listener=_SeekToStored(self))
@@ -115,51 +115,19 @@ class KafkaSource:
         except KafkaError as exc:
             raise SourceError(f"cannot connect to Kafka at {settings.bootstrap_servers}: {exc}") from exc
 
-    def _static_partitions(self, settings: KafkaSettings) -> list[int] | None:
-        """The fixed partitions of this daemon, or None for consumer-group assignment."""
-        if settings.static_partitions is not None:
-            return settings.static_partitions
-        if settings.shard_index is None or settings.shard_count is None:
-            return None
-        existing = self.consumer.partitions_for_topic(self.topic)
-        if not existing:
-            raise SourceError(f"topic {self.topic} does not exist on {settings.bootstrap_servers}")
-        owned = [p for p in sorted(existing) if settings.owns(p)]
-        if not owned:
-            raise SourceError(
-                f"shard {settings.shard_index} of {settings.shard_count} owns none of {self.topic}'s "
-                f"{len(existing)} partitions; use at most {len(existing)} shards"
-            )
-        log.info("shard %d of %d owns partitions %s", settings.shard_index, settings.shard_count, owned)
-        return owned
-
     def seek_to_stored(self, partitions: list[TopicPartition], committed: dict[TopicPartition, int | None]) -> None:
         """Position each partition where ``ingest.resume.resume_position`` says (DuckDB's offsets first)."""
-        stored, handed_over, claims = self.store.stored(), self.store.handovers(), self.store.claims()
-        decided: list[Resume] = []
-        new_claims: dict[int, int | None] = {}
+        group_offsets: dict[int, int | None] = {}
         for tp in partitions:
             kafka = committed.get(tp)
-            group_offset = kafka if kafka is not None and kafka >= 0 else None
-            resume = resume_position(
-                tp.partition,
-                stored.get(tp.partition),
-                group_offset,
-                handed_over=handed_over.get(tp.partition),
-                grouped=self._grouped,
-                claim=Claim(claims[tp.partition]) if tp.partition in claims else None,
-            )
-            decided.append(resume)
-            if tp.partition not in stored and tp.partition not in claims:
-                new_claims[tp.partition] = resume.offset
-            if resume.offset is not None:
-                self.consumer.seek(tp, resume.offset)
+            group_offsets[tp.partition] = kafka if kafka is not None and kafka >= 0 else None  # -1: none
+        decided, stored = resume_assigned(self.store, group_offsets, grouped=self._grouped)
+        for tp, resume in zip(partitions, decided, strict=True):
+            start = start_offset(resume, group_offsets[tp.partition], self._auto_offset_reset)
+            if start is not None:
+                self.consumer.seek(tp, start)
             elif resume.source == "reread" and self._auto_offset_reset == "earliest":
                 self.consumer.seek_to_beginning(tp)
-            elif resume.source == "reread" and group_offset is not None:
-                self.consumer.seek(tp, group_offset)  # "latest": the end would skip what nobody stored
-        self.store.forget_handovers([tp.partition for tp in partitions])
-        self.store.record_claims(new_claims)
         log.info(
             "partitions assigned: %s (DuckDB offsets %s, Kafka committed %s, resuming at %s)",
             sorted(tp.partition for tp in partitions),
@@ -167,19 +135,7 @@ class KafkaSource:
             {tp.partition: committed.get(tp) for tp in partitions},
             {r.partition: r.offset if r.offset is not None else self._auto_offset_reset for r in decided},
         )
-        if reread := [r for r in decided if r.source == "reread"]:
-            log.warning(
-                "Kafka's committed offset is ahead of this history for partitions %s: reading %s again "
-                "(this history lost messages it had stored: a restored backup or a lost WAL?); "
-                "frames already stored are dropped as duplicates",
-                [r.partition for r in reread],
-                ", ".join(
-                    f"partition {r.partition}: {r.reread} messages from offset {r.offset}"
-                    if r.offset is not None
-                    else f"partition {r.partition}: from the {self._auto_offset_reset} offset"
-                    for r in reread
-                ),
-            )
+        warn_rereads(decided, self._auto_offset_reset)
 
     def poll(self, timeout_ms: int, max_records: int, top_up_ms: int | None = 50) -> RawBatch:
         """Up to ``max_records`` messages as a column batch (possibly empty).
