@@ -8,6 +8,7 @@ output says which path it took.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def _spool(path: Path, command: Any, wait_s: float) -> None:
         if state is not None and command.fingerprint is not None:
             try:
                 full = resolve_fingerprint(state, command.fingerprint)
-                command = type(command)(**{**_fields(command), "fingerprint": full})
+                command = dataclasses.replace(command, fingerprint=full)
                 note = f"target: {_target(state, [full])}"
             except CommandError as exc:
                 note = f"warning: {exc} in the daemon's snapshot; the daemon checks it against its live state"
@@ -118,12 +119,6 @@ def _wait_for(spooled: Path, wait_s: float) -> None:
         raise click.ClickException(f"the daemon rejected the command: {reason}")
     else:
         click.echo("the daemon applied it")
-
-
-def _fields(command: Any) -> dict[str, Any]:
-    from alerting.commands import COMMAND_FIELDS
-
-    return {name: getattr(command, name) for name in COMMAND_FIELDS}
 
 
 def _user() -> str:
