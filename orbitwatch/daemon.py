@@ -179,8 +179,8 @@ class Daemon:
                 result = self.run_batch()
                 if result is None:
                     self.refresh_health_now()
-                    if not self.source.assigned_partitions():
-                        idle_since = time.monotonic()  # idle means: partitions assigned, nothing arrives
+                    if self.in_flight.busy or not self.source.assigned_partitions():
+                        idle_since = time.monotonic()  # idle: partitions assigned, nothing arrives, nothing in flight
                     elif exit_when_idle_s is not None and time.monotonic() - idle_since > exit_when_idle_s:
                         log.info("idle for %.0f s, stopping", exit_when_idle_s)
                         break
