@@ -236,6 +236,7 @@ class Daemon:
         """Finish the write in flight, stop the background services that started (in reverse order), leave
         the consumer group, close the database (checkpointing it). Safe whether or not ``run`` ran."""
         self.in_flight.close()
+        self._flush_held()
         self.services.stop()
         if self.delivery is not None:
             self.delivery.close_hooks()
@@ -244,6 +245,17 @@ class Daemon:
         for handler in logging.getLogger().handlers:
             handler.removeFilter(self._quiet)
         log.info("closed")
+
+    def _flush_held(self) -> None:
+        """Write the open minutes held in memory before the database closes (a failure loses nothing: the
+        next start recomputes them from their raw rows)."""
+        try:
+            written = self.writer.flush_held()
+        except StorageError as exc:
+            log.error("the open minutes were not written (the next start recomputes them): %s", exc)
+            return
+        if written:
+            log.info("wrote %d open minute(s) held in memory", written)
 
     def stop(self) -> None:
         """Ask the loop to stop after the batch in hand is stored and committed."""

@@ -8,7 +8,7 @@ builder here checks its settings as it builds (a bad rules file or hook is a ``C
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -85,7 +85,8 @@ def derived_tables(con: duckdb.DuckDBPyConnection, settings: Settings) -> Derive
     p = settings.processing
     if not p.enabled:
         return None
-    return DerivedTables(con, contact=p.contact())
+    hold = timedelta(seconds=p.open_minute_hold_s) if p.open_minute_hold_s > 0 else None
+    return DerivedTables(con, contact=p.contact(), hold=hold)
 
 
 def alert_tables(con: duckdb.DuckDBPyConnection, settings: Settings, rules: RuleSet | None) -> AlertTables | None:

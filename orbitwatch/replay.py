@@ -74,6 +74,7 @@ def replay(
             result.dead_letters += stored.dead_letters
             if progress is not None:
                 progress(result)
+        writer.flush_held()  # the open minutes, so the windows hold every replayed frame
     finally:
         reader.close()
         con.close()

@@ -17,6 +17,12 @@ class ProcessingSettings(BaseModel):
 
     enabled: bool = Field(True, description="false stores raw rows only (the backbone), e.g. to measure its cost")
     now_refresh_s: float = Field(5.0, gt=0, description="how often fleet_health_now is re-judged while idle")
+    open_minute_hold_s: float = Field(
+        5.0,
+        ge=0,
+        description="how long the open minute of a rack streaming in order stays in memory before its windows "
+        "are written (queries see it that much later; written at once when idle or stopping); 0: every batch",
+    )
     orbit_period_s: float = Field(
         DEFAULT_CONTACT.orbit_period_s, gt=0, description="pass interval assumed until two passes were seen"
     )

@@ -21,8 +21,9 @@
    will be once the batch commits. The daemon runs it on its main thread while the writer thread inserts
    the raw rows.
 3. ``after_insert``: **replace** those minutes' rows in ``gpu_windows_1m``, ``rack_windows_1m`` and
-   ``tenant_minutes``; fold the new frames into the **gaps** and sequence bounds
-   (``processing.gaps``) and each rack's **link state** (``processing.passes``); judge every rack
+   ``tenant_minutes``, except the newest minute of each rack on the fast path, which is **held** in
+   memory and written once it closes (``storage.open_windows``, with ``hold``); fold the new frames into
+   the **gaps** and sequence bounds (``processing.gaps``) and each rack's **link state** (``processing.passes``); judge every rack
    **now**, as of the ground's clock (the newest Kafka timestamp stored), from its newest window
    (``processing.health.judge_now``); append each change of state to ``rack_health_log``, the record of
    what the ground knew at each moment.
@@ -35,7 +36,7 @@ nothing, because the window tables are the state and the tips are rebuilt from t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -51,6 +52,7 @@ from processing.rows import FRAME_KEY
 from processing.tips import WindowTips
 from processing.windows import WINDOW_KEY, WindowTables, compute_windows, judge_racks
 from storage.database import insert_rows, table_columns
+from storage.open_windows import KEY_SCHEMA, HeldWindows
 from storage.tables import GPU_WINDOWS_1M, RACK_WINDOWS_1M, TENANT_MINUTES
 
 _MINUTE = timedelta(minutes=1)
@@ -80,6 +82,12 @@ class StoredBefore:
     """The merging racks' stored tenant minutes of the touched minutes."""
     read: tuple[pl.DataFrame, pl.DataFrame]
     """The GPU and rack state read from the tables (for racks not held in the tips)."""
+    fast: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"rack_id": pl.String()}))
+    """Merging racks held in the tips: their newest minute may be held (``storage.open_windows``)."""
+    merged_stored: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KEY_SCHEMA))
+    """The merging racks' touched windows, and whether a version of each may be stored."""
+    closing: HeldWindows | None = None
+    """Held windows of the fast racks that this batch does not touch: closed, written by ``after_insert``."""
 
     @classmethod
     def nothing(cls) -> StoredBefore:
@@ -163,7 +171,10 @@ class DerivedTables:
         con: duckdb.DuckDBPyConnection,
         thresholds: HealthThresholds | None = None,
         contact: ContactModel | None = None,
+        hold: timedelta | None = None,
     ) -> None:
+        """``hold``: how long the open minute of a rack in order may stay in memory before it is written
+        (``storage.open_windows``); None writes every touched window in every batch."""
         self._con = con
         self.thresholds = thresholds or HealthThresholds()
         self.contact = contact or ContactModel()
@@ -178,6 +189,12 @@ class DerivedTables:
         self._pending: dict[str, pl.DataFrame] = {}
         self._tips = WindowTips.empty(self._seu_span())
         self._pending_tips: WindowTips | None = None
+        self.hold = hold
+        self._held = HeldWindows.empty()
+        self._pending_held: HeldWindows | None = None
+        self._written_at: datetime | None = None
+        """When every held window was last written (the ``hold`` clock), and its value in the open batch."""
+        self._pending_written_at: datetime | None = None
         self.last_now: pl.DataFrame = pl.DataFrame()
         """The latest "now" judgement (``NOW_COLUMNS``), for alert rules of scope ``rack_now``."""
 
@@ -187,11 +204,22 @@ class DerivedTables:
         self._pending = {}
         if self._pending_tips is not None:
             self._tips, self._pending_tips = self._pending_tips, None
+        if self._pending_held is not None:
+            self._held, self._pending_held = self._pending_held, None
+        if self._pending_written_at is not None:
+            self._written_at, self._pending_written_at = self._pending_written_at, None
 
     def rolled_back(self) -> None:
         """The writer rolled back: forget the state changed in its transaction."""
         self._pending = {}
         self._pending_tips = None
+        self._pending_held = None
+        self._pending_written_at = None
+
+    @property
+    def held(self) -> HeldWindows:
+        """The open minutes held in memory, as of the open transaction."""
+        return self._pending_held if self._pending_held is not None else self._held
 
     def _current(self, name: str) -> pl.DataFrame:
         return self._pending.get(name, self._state[name])
@@ -289,10 +317,13 @@ class DerivedTables:
         bounds = self._current("seq_bounds").join(keys, on=["rack_id", "boot_epoch"], how="semi")
         seen = self._current("rack_link").select("rack_id", "last_sampled_at")
         late = self._late_windows(offered, seen)
-        touched = self._touched_windows(offered, late)
         merging = self._merging_racks(offered, late)
+        fast = merging.join(self._tips.racks(), on="rack_id", how="semi")
+        # The held minutes of racks off the fast path are written first: every read below sees them.
+        self._write_held(self.held.of_racks(offered.select("rack_id").unique().join(fast, on="rack_id", how="anti")))
+        touched = self._touched_windows(offered, late)
         # The state of racks held in the tips comes from memory; the others' is read from the tables.
-        held = touched.join(merging.join(self._tips.racks(), on="rack_id", how="semi"), on="rack_id", how="semi")
+        held = touched.join(fast, on="rack_id", how="semi")
         unheld = touched.join(held, on=WINDOW_KEY, how="anti")
         state_columns = "last_epoch, last_seq, window_start, rack_id"
         gpu_read = self._windows_before(
@@ -317,6 +348,7 @@ class DerivedTables:
             else pl.DataFrame()
         )
         merged = touched.join(merging, on="rack_id", how="semi")
+        gpu_windows, tenants, merged_stored = self._merged_windows(merged, seen)
         return StoredBefore(
             touched=touched,
             late=late,
@@ -329,10 +361,98 @@ class DerivedTables:
             later=later,
             later_context=context,
             merging=merging,
-            gpu_windows=self._stored_windows("gpu_windows_1m", merged),
-            tenants=self._stored_windows("tenant_minutes", merged),
+            gpu_windows=gpu_windows,
+            tenants=tenants,
             read=(gpu_read, rack_read),
+            fast=fast,
+            merged_stored=merged_stored,
+            closing=self.held.of_racks(fast).without_windows(touched),
         )
+
+    def recover_open_minutes(self, now: datetime) -> int:
+        """Recompute each rack's newest minute whose stored windows miss some of its stored frames.
+
+        Only a held minute (``storage.open_windows``) can: after a crash, its frames are stored with their
+        offsets but its windows were not written, or written before its last frames. Their frames are
+        counted against ``rack_windows_1m.frames`` and the stale minutes recomputed from their raw rows (the
+        exact path of late frames); in the open transaction. Returns how many minutes were recomputed.
+        """
+        link = self._current("rack_link")
+        if link.is_empty():
+            return 0
+        newest = link.select("rack_id", pl.col("last_sampled_at").dt.truncate("1m").alias("window_start"))
+        stale = self._in_ranges(
+            """WITH counted AS (
+                SELECT f.rack_id, n.window_start, count(*) AS frames FROM rack_frames f JOIN newest n
+                ON f.rack_id = n.rack_id AND f.sampled_at >= n.window_start
+                AND f.sampled_at < n.window_start + INTERVAL 1 MINUTE
+                WHERE f.sampled_at >= $1 AND f.sampled_at < $2 + INTERVAL 1 MINUTE GROUP BY ALL)
+            SELECT c.rack_id, c.window_start FROM counted c LEFT JOIN
+                (SELECT rack_id, window_start, frames FROM rack_windows_1m
+                WHERE window_start >= $1 AND window_start <= $2) r
+                ON r.rack_id = c.rack_id AND r.window_start = c.window_start
+            WHERE r.frames IS DISTINCT FROM c.frames""",
+            _ranges(newest, timedelta(0), timedelta(0)),
+            newest=newest,
+        )
+        if stale.is_empty():
+            return 0
+        offered = self._rows_of_windows("rack_frames", stale)
+        before = self.before_insert(offered)
+        rows = self.compute(before, offered.clear(), before.samples.clear())
+        stamp = pl.lit(now).alias("computed_at")
+        self._replace("gpu_windows_1m", before.touched, rows.gpu.with_columns(stamp))
+        self._replace("rack_windows_1m", before.touched, rows.rack.with_columns(stamp))
+        self._replace("tenant_minutes", before.touched, rows.tenants)
+        self._pending_tips = rows.tips
+        return stale.height
+
+    def _merged_windows(
+        self, merged: pl.DataFrame, seen: pl.DataFrame
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """The merging racks' GPU windows and tenant minutes of ``merged`` as stored or held, and which of
+        ``merged`` may have a stored version (``KEY_SCHEMA``).
+
+        A merging rack's offered frames all follow its stored ones, so of the minutes not held only the one
+        of its newest stored frame (``rack_link.last_sampled_at``) and earlier ones can be stored: the
+        newer minutes are not read.
+        """
+        held = self.held.of_windows(merged)
+        rest = merged.join(held.keys, on=WINDOW_KEY, how="anti")
+        newest = pl.col("last_sampled_at").dt.truncate("1m")
+        maybe = rest.join(seen, on="rack_id", how="inner").filter(pl.col("window_start") <= newest).select(WINDOW_KEY)
+        gpu = self._stored_windows("gpu_windows_1m", maybe)
+        tenants = self._stored_windows("tenant_minutes", maybe)
+        if held.count:
+            gpu = pl.concat([gpu, held.gpu.select(gpu.columns).cast(gpu.schema)])
+            tenants = pl.concat([tenants, held.tenants.select(tenants.columns).cast(tenants.schema)])
+        flags = pl.concat(
+            [
+                held.keys,
+                maybe.with_columns(pl.lit(True).alias("stored")).cast(KEY_SCHEMA),  # type: ignore[arg-type]
+                rest.join(maybe, on=WINDOW_KEY, how="anti")
+                .with_columns(pl.lit(False).alias("stored"))
+                .cast(KEY_SCHEMA),  # type: ignore[arg-type]
+            ]
+        )
+        return gpu, tenants, flags
+
+    def _write_held(self, windows: HeldWindows) -> int:
+        """Write ``windows`` (held) to the window tables, replacing their stored versions; no longer held."""
+        if not windows.count:
+            return 0
+        stamp = pl.lit(datetime.now(UTC), _UTC).alias("computed_at")
+        gone = windows.keys.filter("stored")
+        self._replace("gpu_windows_1m", gone, windows.gpu.with_columns(stamp))
+        self._replace("rack_windows_1m", gone, windows.rack.with_columns(stamp))
+        self._replace("tenant_minutes", gone, windows.tenants)
+        self._pending_held = self.held.without_windows(windows.keys)
+        return windows.count
+
+    def write_held(self, now: datetime) -> int:
+        """Write every held window (the ``hold`` clock restarts at ``now``); in the open transaction."""
+        self._pending_written_at = now
+        return self._write_held(self.held)
 
     def _merging_racks(self, offered: pl.DataFrame, late: pl.DataFrame) -> pl.DataFrame:
         """The racks whose offered frames all come after every frame stored for them in ``(boot_epoch,
@@ -424,9 +544,7 @@ class DerivedTables:
         if not new_frames.is_empty() and rows is not None:
             windows, rejudged = before.touched.height, rows.later.height
             stamp = pl.lit(now).alias("computed_at")
-            self._replace("gpu_windows_1m", before.touched, rows.gpu.with_columns(stamp))
-            self._replace("rack_windows_1m", before.touched, rows.rack.with_columns(stamp))
-            self._replace("tenant_minutes", before.touched, rows.tenants)
+            self._store_windows(before, rows, now)
             if not rows.later.is_empty():
                 self._replace("rack_windows_1m", rows.later.select(WINDOW_KEY), rows.later.with_columns(stamp))
             self._pending_tips = rows.tips
@@ -434,6 +552,42 @@ class DerivedTables:
             self._update_link(new_frames)
         changes = self.refresh_now(as_of, now, rows) if as_of is not None else 0
         return DerivedUpdate(windows, rejudged, gaps_open, changes)
+
+    def _store_windows(self, before: StoredBefore, rows: DerivedRows, now: datetime) -> None:
+        """Write the touched windows, except the fast racks' newest minutes, which are held
+        (``storage.open_windows``); write the held minutes this batch closed, and all when ``hold`` is due."""
+        if before.closing is not None:
+            self._write_held(before.closing)
+        kept = HeldWindows.empty()
+        if self.hold is not None and not before.fast.is_empty():
+            newest = (
+                before.touched.join(before.fast, on="rack_id", how="semi")
+                .group_by("rack_id")
+                .agg(pl.col("window_start").max())
+            )
+            keys = before.merged_stored.join(newest, on=WINDOW_KEY, how="semi")
+            gpu, rack, tenants = (
+                r.join(newest, on=WINDOW_KEY, how="semi") for r in (rows.gpu, rows.rack, rows.tenants)
+            )
+            kept = HeldWindows.of(gpu, rack, tenants, keys)
+        # Of the merging racks' windows, only those that may have a stored version are deleted first.
+        fresh = before.merged_stored.filter(~pl.col("stored"))
+        gone = before.touched.join(kept.keys, on=WINDOW_KEY, how="anti").join(fresh, on=WINDOW_KEY, how="anti")
+        stamp = pl.lit(now).alias("computed_at")
+        for table, part in (
+            ("gpu_windows_1m", rows.gpu),
+            ("rack_windows_1m", rows.rack),
+            ("tenant_minutes", rows.tenants),
+        ):
+            written = part.join(kept.keys, on=WINDOW_KEY, how="anti") if kept.count else part
+            self._replace(table, gone, written if table == "tenant_minutes" else written.with_columns(stamp))
+        self._pending_held = self.held.without_racks(before.fast).plus(kept)
+        if self.hold is not None:
+            written_at = self._pending_written_at or self._written_at
+            if written_at is None:
+                self._pending_written_at = now  # the hold clock starts
+            elif now - written_at >= self.hold:
+                self.write_held(now)
 
     @staticmethod
     def _late_windows(offered: pl.DataFrame, seen: pl.DataFrame) -> pl.DataFrame:

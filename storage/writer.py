@@ -19,11 +19,13 @@ window is never recomputed from part of its rows.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import TypeVar
 
 import duckdb
 import polars as pl
@@ -34,6 +36,9 @@ from storage.database import database_path, disk_full_detail, insert_rows, table
 from storage.derived import DerivedRows, DerivedTables, DerivedUpdate, StoredBefore
 from storage.errors import StorageError
 from storage.transaction_step import TransactionStep, WindowScope
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 CLOCK_SKEW = timedelta(minutes=5)
 ComputeOn = Callable[[Callable[[], DerivedRows]], "Future[DerivedRows]"]
@@ -110,6 +115,13 @@ class HistoryWriter:
         self._rack_columns = table_columns(con, "rack_frames")
         self._gpu_columns = table_columns(con, "gpu_samples")
         self._dead_columns = table_columns(con, "dead_letters")
+        if derived is not None:
+            # A crash may have left held open minutes unwritten: recompute them from their raw rows.
+            recovered = self._transaction(
+                "open-minute recovery", lambda: derived.recover_open_minutes(datetime.now(UTC))
+            )
+            if recovered:
+                log.info("recomputed %d open minute(s) that the last run did not write", recovered)
 
     def stored_offsets(self, topic: str) -> dict[int, int]:
         """Next offset to read per partition, as committed with the data."""
@@ -295,20 +307,38 @@ class HistoryWriter:
         """
         if self.derived is None or self._stream_time is None:
             return 0
-        now = datetime.now(UTC)
+        derived, as_of, now = self.derived, self._stream_time + timedelta(seconds=advanced_by), datetime.now(UTC)
+
+        def refresh() -> int:
+            derived.write_held(now)  # idle: the open minutes need not wait for their hold to end
+            changed = derived.refresh_now(as_of, now)
+            self._alert(None, now)
+            return changed
+
+        return self._transaction("health refresh", refresh)
+
+    def flush_held(self) -> int:
+        """Write the open minutes held in memory (``storage.open_windows``); returns how many. Call when
+        stopping, or whenever queries must see every stored frame in the window tables."""
+        derived = self.derived
+        if derived is None or not derived.held.count:
+            return 0
+        return self._transaction("window flush", lambda: derived.write_held(datetime.now(UTC)))
+
+    def _transaction(self, what: str, work: Callable[[], _T]) -> _T:
+        """``work`` in a transaction of its own, committed (and the derived state with it) or rolled back."""
         _begin(self._con)
         try:
-            changed = self.derived.refresh_now(self._stream_time + timedelta(seconds=advanced_by), now)
-            self._alert(None, now)
+            result = work()
             self._con.execute("COMMIT")
         except Exception as exc:
             self._rolled_back()
             if isinstance(exc, duckdb.Error | pl.exceptions.PolarsError):
                 detail = disk_full_detail(self._path, exc)
-                raise StorageError(f"health refresh of {self._path} failed and was rolled back: {exc}{detail}") from exc
+                raise StorageError(f"{what} of {self._path} failed and was rolled back: {exc}{detail}") from exc
             raise
         self._committed()
-        return changed
+        return result
 
     def _not_archived(self, rack_rows: pl.DataFrame, archived_before: datetime | None, live: int) -> pl.DataFrame:
         """``rack_rows`` without the frames of archived days that the archive already holds."""

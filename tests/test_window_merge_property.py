@@ -14,9 +14,12 @@ frames in order or shuffled (a random permutation, reversed, minute blocks shuff
 last), about 10% of them again (some copies from another ground station) at random places, cut into
 random batches received hours late, into database B. Both go through the daemon's path (decode,
 ``prepare_batch``, ``assemble.to_store``, ``HistoryWriter`` with ``DerivedTables`` on a DuckDB file).
-The derived tables and their views must be equal; only bookkeeping columns (when a row was computed,
-which copy's receive time) are dropped, as in ``tests/integration/test_late_data.py``. The "now" tables
-(``rack_health_now``, ``rack_health_log``, ``rack_link``) follow the ground's clock and are not compared.
+The subject either writes every touched window in every batch, or holds each in-order rack's open minute
+in memory (``storage.open_windows``) and at the end writes it, or loses it in a "crash" (closed without
+writing it; a new writer recomputes it from the raw rows). The derived tables and their views must be
+equal; only bookkeeping columns (when a row was computed, which copy's receive time) are dropped, as in
+``tests/integration/test_late_data.py``. The "now" tables (``rack_health_now``, ``rack_health_log``,
+``rack_link``) follow the ground's clock and are not compared.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -285,6 +289,10 @@ class Delivery:
     duplicates: float
     batches: int
     seed: int
+    open_minutes: str
+    """``write``: every touched window written every batch; ``flush``: the open minutes held in memory
+    (``storage.open_windows``) until written at the end; ``crash``: held and never written, the process
+    gone, and a new writer recovering them from the raw rows."""
 
 
 deliveries = st.builds(
@@ -293,6 +301,7 @@ deliveries = st.builds(
     duplicates=st.sampled_from([0.0, 0.05, 0.1, 0.1, 0.2]),
     batches=st.integers(1, 12),
     seed=st.integers(0, 2**32 - 1),
+    open_minutes=st.sampled_from(["crash", "flush", "write"]),
 )
 
 
@@ -332,11 +341,22 @@ def deliver(frames: list[Frame], delivery: Delivery) -> list[list[bytes]]:
 class Store:
     """A database with derived tables and a writer that stores encoded frames as the daemon does."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, hold: timedelta | None = None) -> None:
+        self.path = path
         self.con = open_database(path)
-        self.writer = HistoryWriter(self.con, DerivedTables(self.con))
+        self.writer = HistoryWriter(self.con, DerivedTables(self.con, hold=hold))
         self.decoder = FrameDecoder(registry())
         self.offset = 0
+
+    def finish(self, open_minutes: str) -> None:
+        """Write the held open minutes (``flush``), or lose them (``crash``): close without writing them and
+        start a new writer, which recovers them from the raw rows."""
+        if open_minutes == "flush":
+            self.writer.flush_held()
+        elif open_minutes == "crash":
+            self.con.close()
+            self.con = open_database(self.path)
+            self.writer = HistoryWriter(self.con, DerivedTables(self.con))
 
     def store(self, values: list[bytes], received_ms: list[int]) -> None:
         raw = raw_batch(list(values), first_offset=self.offset, timestamps_ms=received_ms)
@@ -393,20 +413,60 @@ def test_any_order_batching_and_duplicates_give_the_windows_of_the_all_at_once_c
     batches = deliver(frames, delivery)
     newest = max(f.sampled_at for f in frames)
     with tempfile.TemporaryDirectory() as tmp:
-        reference, subject = Store(Path(tmp) / "in-order.duckdb"), Store(Path(tmp) / "late.duckdb")
+        hold = None if delivery.open_minutes == "write" else timedelta(days=1)
+        reference, subject = Store(Path(tmp) / "in-order.duckdb"), Store(Path(tmp) / "late.duckdb", hold)
         try:
             reference.store([f.value for f in frames], [millis(f.sampled_at) + 1_500 for f in frames])
             for i, batch in enumerate(batches):  # each batch received hours after the newest frame
                 subject.store(batch, [millis(newest) + 2 * HOUR_MS + i * 60_000] * len(batch))
+            if subject.writer.derived is not None and subject.writer.derived.held.count:
+                event(f"open minutes held, then {delivery.open_minutes}")
+            subject.finish(delivery.open_minutes)
+            assert_same_history(subject, reference, len(frames))
+        finally:
+            reference.con.close()
+            subject.con.close()
 
-            stored = ["rack_id", "boot_epoch", "frame_seq"]
-            expected_frames = reference.table("rack_frames", [], stored).select(stored)
-            assert expected_frames.height == len(frames)
-            assert_frame_equal(subject.table("rack_frames", [], stored).select(stored), expected_frames)
-            for name, drop, key in TABLES:
-                same(name, subject.table(name, drop, key), reference.table(name, drop, key), check_exact=True)
-            for name, drop, key in SUMMED_VIEWS:
-                same(name, subject.table(name, drop, key), reference.table(name, drop, key), rel_tol=1e-9)
+
+def assert_same_history(subject: Store, reference: Store, frames: int) -> None:
+    """The same frames stored, and the same derived tables and views."""
+    stored = ["rack_id", "boot_epoch", "frame_seq"]
+    expected_frames = reference.table("rack_frames", [], stored).select(stored)
+    assert expected_frames.height == frames
+    assert_frame_equal(subject.table("rack_frames", [], stored).select(stored), expected_frames)
+    for name, drop, key in TABLES:
+        same(name, subject.table(name, drop, key), reference.table(name, drop, key), check_exact=True)
+    for name, drop, key in SUMMED_VIEWS:
+        same(name, subject.table(name, drop, key), reference.table(name, drop, key), rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("open_minutes", ["flush", "crash"])
+def test_held_open_minutes_written_or_recovered_give_the_windows_of_the_all_at_once_computation(
+    open_minutes: str,
+) -> None:
+    """Two racks streaming in order in 12 batches: their open minutes are held (the window tables lag
+    behind the raw rows), then written, or lost with the process and recomputed by the next writer."""
+    gpus = [GpuPlan(0, 0, None, None), GpuPlan(0, 1, Interval(70, 30), None), GpuPlan(1, 0, None, Interval(20, 9))]
+    plans = [
+        RackPlan("rack-a", gpus, 17, 230, 3, 0, [], [Interval(100, 4)], None, None, 7),
+        RackPlan("rack-b", gpus[:2], 41, 200, 1, 900, [150], [], Interval(30, 40), None, 8),
+    ]
+    frames = sorted((f for p in plans for f in rack_frames_of(p)), key=lambda f: (f.sampled_at, f.rack_id))
+    batches = deliver(frames, Delivery("in_order", 0.0, 12, 5, open_minutes))
+    newest = max(f.sampled_at for f in frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        reference, subject = Store(Path(tmp) / "ref.duckdb"), Store(Path(tmp) / "held.duckdb", timedelta(days=1))
+        try:
+            reference.store([f.value for f in frames], [millis(f.sampled_at) + 1_500 for f in frames])
+            for i, batch in enumerate(batches):
+                subject.store(batch, [millis(newest) + 2 * HOUR_MS + i * 60_000] * len(batch))
+            assert subject.writer.derived is not None
+            assert subject.writer.derived.held.count == 2  # a minute per rack
+            windows = "SELECT count(*) FROM rack_windows_1m"
+            held, written = subject.con.execute(windows).fetchall(), reference.con.execute(windows).fetchall()
+            assert held[0][0] == written[0][0] - 2
+            subject.finish(open_minutes)
+            assert_same_history(subject, reference, len(frames))
         finally:
             reference.con.close()
             subject.con.close()
