@@ -21,12 +21,12 @@
    will be once the batch commits. The daemon runs it on its main thread while the writer thread inserts
    the raw rows.
 3. ``after_insert``: **replace** those minutes' rows in ``gpu_windows_1m``, ``rack_windows_1m`` and
-   ``tenant_minutes``, except the newest minute of each rack on the fast path, which is **held** in
-   memory and written once it closes (``storage.open_windows``, with ``hold``); fold the new frames into
-   the **gaps** and sequence bounds (``processing.gaps``) and each rack's **link state**
-   (``processing.passes``); judge every rack **now**, as of the ground's clock (the newest Kafka timestamp stored), from its newest window
-   (``processing.health.judge_now``); append each change of state to ``rack_health_log``, the record of
-   what the ground knew at each moment.
+   ``tenant_minutes``, except the newest minute of each rack on the fast path, which is **held** in memory and
+   written once it closes (``storage.open_windows``, with ``hold``); fold the new frames into the **gaps** and
+   sequence bounds (``processing.gaps``) and each rack's **link state** (``processing.passes``); judge every
+   rack **now**, as of the ground's clock (the newest Kafka timestamp stored), from its newest window
+   (``processing.health.judge_now``); append each change of state to ``rack_health_log``, the record of what
+   the ground knew at each moment.
 
 Small per-rack state (sequence bounds, open gaps, link state, health now) is cached in memory and written
 through: this process is the file's only writer, and a rolled-back transaction discards its changes. The
