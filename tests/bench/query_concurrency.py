@@ -25,11 +25,15 @@ failed query (``QueryServiceError``, e.g. ``busy`` when a query gets no turn wit
     SELECT (SELECT count(*) FROM gpu_samples), (SELECT sum(samples) FROM gpu_windows_1m),
            (SELECT count(*) FROM rack_frames), (SELECT sum(frames_stored) FROM kafka_offsets)
 
-and must show raw = windowed = 64 x frames and frames = frames accounted in the offsets. Before measuring,
-the bench proves on a small file that the check can fail: inside the real writer's transaction, after a
-batch's raw rows and offsets are inserted and before its derived rows are (``DerivedTables.after_insert``),
-the same statement on the writer's connection sees raw != windowed, while a read-only snapshot on another
-cursor at that very moment (what a query service query is) sees the last committed batch, consistent.
+and must show raw = 64 x frames and frames = frames accounted in the offsets, and windowed <= raw: the daemons
+run with their default ``processing.open_minute_hold_s``, so each rack's open minute may still be held in
+memory (``storage.open_windows``) and the windows lag the raw rows by up to that much; a torn batch still
+shows as raw != 64 x frames or frames != accounted. Before measuring, the bench proves on a small file, with a
+writer that writes every batch's windows (no hold), that the strict check can fail: inside the real writer's
+transaction, after a batch's raw rows and offsets are inserted and before its derived rows are
+(``DerivedTables.after_insert``), the same statement on the writer's connection sees raw != windowed, while a
+read-only snapshot on another cursor at that very moment (what a query service query is) sees the last
+committed batch, consistent.
 
     .venv/bin/python -m tests.bench.query_concurrency [--dataset /tmp/ow-bench/h30] [--work /tmp/ow-bench/work]
         [--runs 3] [--clients 4] [--backlog-seconds 360] [--no-warmup] [--set SECTION__KEY=VALUE]
@@ -89,10 +93,15 @@ MODES = ("alone", "clients")
 Counts = tuple[int, int, int, int]
 
 
-def consistent(counts: Counts) -> bool:
-    """raw = windowed = 64 x frames, and frames = frames accounted in ``kafka_offsets``."""
+def consistent(counts: Counts, *, held: bool = False) -> bool:
+    """raw = windowed = 64 x frames, and frames = frames accounted in ``kafka_offsets``.
+
+    ``held``: the daemon holds each rack's open minute in memory (``storage.open_windows``, its default), so
+    the windows may lag the raw rows: windowed <= raw instead of equal.
+    """
     raw, windowed, frames, accounted = counts
-    return raw == windowed == GPUS_PER_RACK * frames and frames == accounted
+    windows_ok = windowed <= raw if held else windowed == raw
+    return windows_ok and raw == GPUS_PER_RACK * frames and frames == accounted
 
 
 class _Probe(DerivedTables):
@@ -186,7 +195,7 @@ def client_loop(client: QueryClient, log: ClientLog, stop: threading.Event, rack
             continue
         log.checks += 1
         log.frames_seen.append(frames)
-        if not consistent((raw, windowed, frames, accounted)):
+        if not consistent((raw, windowed, frames, accounted), held=True):
             log.inconsistent.append((raw, windowed, frames, accounted))
         log.loops += 1
         n += len(QUERIES)
