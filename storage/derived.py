@@ -400,10 +400,7 @@ class DerivedTables:
         offered = self._rows_of_windows("rack_frames", stale)
         before = self.before_insert(offered)
         rows = self.compute(before, offered.clear(), before.samples.clear())
-        stamp = pl.lit(now).alias("computed_at")
-        self._replace("gpu_windows_1m", before.touched, rows.gpu.with_columns(stamp))
-        self._replace("rack_windows_1m", before.touched, rows.rack.with_columns(stamp))
-        self._replace("tenant_minutes", before.touched, rows.tenants)
+        self._write_windows(before.touched, rows.gpu, rows.rack, rows.tenants, now)
         self._pending_tips = rows.tips
         return stale.height
 
@@ -441,13 +438,20 @@ class DerivedTables:
         """Write ``windows`` (held) to the window tables, replacing their stored versions; no longer held."""
         if not windows.count:
             return 0
-        stamp = pl.lit(datetime.now(UTC), _UTC).alias("computed_at")
         gone = windows.keys.filter("stored")
-        self._replace("gpu_windows_1m", gone, windows.gpu.with_columns(stamp))
-        self._replace("rack_windows_1m", gone, windows.rack.with_columns(stamp))
-        self._replace("tenant_minutes", gone, windows.tenants)
+        self._write_windows(gone, windows.gpu, windows.rack, windows.tenants, datetime.now(UTC))
         self._pending_held = self.held.without_windows(windows.keys)
         return windows.count
+
+    def _write_windows(
+        self, gone: pl.DataFrame, gpu: pl.DataFrame, rack: pl.DataFrame, tenants: pl.DataFrame, now: datetime
+    ) -> None:
+        """Delete ``gone``'s windows (``WINDOW_KEY``) from the three window tables and insert these rows (the
+        GPU and rack rows stamped ``computed_at`` = ``now``)."""
+        stamp = pl.lit(now, _UTC).alias("computed_at")
+        self._replace("gpu_windows_1m", gone, gpu.with_columns(stamp))
+        self._replace("rack_windows_1m", gone, rack.with_columns(stamp))
+        self._replace("tenant_minutes", gone, tenants)
 
     def write_held(self, now: datetime) -> int:
         """Write every held window (the ``hold`` clock restarts at ``now``); in the open transaction."""
@@ -573,14 +577,11 @@ class DerivedTables:
         # Of the merging racks' windows, only those that may have a stored version are deleted first.
         fresh = before.merged_stored.filter(~pl.col("stored"))
         gone = before.touched.join(kept.keys, on=WINDOW_KEY, how="anti").join(fresh, on=WINDOW_KEY, how="anti")
-        stamp = pl.lit(now).alias("computed_at")
-        for table, part in (
-            ("gpu_windows_1m", rows.gpu),
-            ("rack_windows_1m", rows.rack),
-            ("tenant_minutes", rows.tenants),
-        ):
-            written = part.join(kept.keys, on=WINDOW_KEY, how="anti") if kept.count else part
-            self._replace(table, gone, written if table == "tenant_minutes" else written.with_columns(stamp))
+        gpu, rack, tenants = (
+            r.join(kept.keys, on=WINDOW_KEY, how="anti") if kept.count else r
+            for r in (rows.gpu, rows.rack, rows.tenants)
+        )
+        self._write_windows(gone, gpu, rack, tenants, now)
         self._pending_held = self.held.without_racks(before.fast).plus(kept)
         if self.hold is not None:
             written_at = self._pending_written_at or self._written_at

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from processing.windows import WINDOW_KEY
 from storage.tables import GPU_WINDOWS_1M, RACK_WINDOWS_1M, TENANT_MINUTES
 
-WINDOW_KEY = ["rack_id", "window_start"]
 KEY_SCHEMA: dict[str, pl.DataType] = {
     "rack_id": pl.String(),
     "window_start": pl.Datetime("us", "UTC"),
