@@ -54,6 +54,15 @@ def _fixed_sum(name: str, side: str) -> pl.Expr:
     return (mean * readings.cast(pl.Float64) * FIXED_POINT).round().cast(pl.Int64).fill_null(0)
 
 
+def _united_xids() -> pl.Expr:
+    """The stored and new XIDs united, sorted; the union only where both sides raised some (uniting
+    every pair of lists cost 60% of the merge in a 5,000-rack batch, where nearly all are empty)."""
+    stored, new = pl.col("xids"), pl.col("xids_new")
+    united = pl.concat_list(stored, new).list.unique().list.sort()
+    only_stored, only_new = new.list.len() == 0, stored.list.len() == 0
+    return pl.when(only_stored).then(stored).when(only_new).then(new).otherwise(united).alias("xids")
+
+
 def merge_gpu_windows(stored: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
     """GPU windows of ``stored`` (rollup columns and lookback state) with ``new``'s rollups folded in.
 
@@ -73,7 +82,7 @@ def merge_gpu_windows(stored: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
         total = _fixed_sum(name, "") + _fixed_sum(name, "_new")
         merged.append(pl.when(readings > 0).then(total.cast(pl.Float64) / FIXED_POINT / readings).alias(f"{name}_mean"))
         merged.append(pl.max_horizontal(f"{name}_max", f"{name}_max_new").alias(f"{name}_max"))
-    merged.append(pl.concat_list("xids", "xids_new").list.unique().list.sort().alias("xids"))
+    merged.append(_united_xids())
     merged.append(pl.col("row_remap_pending") | pl.col("row_remap_pending_new"))
     same_epoch = pl.col("last_epoch_new") == pl.col("last_epoch")
     for c in GPU_COUNTERS:

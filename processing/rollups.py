@@ -92,8 +92,18 @@ def _gpu_aggregations() -> list[pl.Expr]:
     ]
     stats.append(pl.col("row_remap_pending").any().alias("row_remap_pending"))
     stats.append(pl.col("tenant").is_not_null().sum().cast(pl.Int64).alias("busy_s"))
-    stats.append(pl.col("xid").drop_nulls().unique().sort().alias("xids"))
     return stats
+
+
+def _with_xids(rollup: pl.DataFrame, samples: pl.DataFrame, by: list[pl.Expr | str], key: list[str]) -> pl.DataFrame:
+    """Add ``xids``, the distinct XIDs of each window, sorted (empty without any).
+
+    Aggregated over the rare samples that carry an XID and joined back: building a list in every group
+    cost 40% of the GPU rollup in a 5,000-rack batch, where almost every list is empty.
+    """
+    raised = samples.filter(pl.col("xid").is_not_null()).group_by(by).agg(pl.col("xid").unique().sort().alias("xids"))
+    empty = pl.lit([], pl.List(samples.schema["xid"]))
+    return rollup.join(raised, on=key, how="left").with_columns(pl.col("xids").fill_null(empty))
 
 
 def last_readings(counters: list[str]) -> list[pl.Expr]:
@@ -147,11 +157,13 @@ def gpu_rollups(
     _require(samples_with_incs, [*needed, "xid", "throttle_reasons", "row_remap_pending", "tenant"], "GPU samples")
     key = [*GPU_KEY, "window_start"]
     aggregations = _gpu_aggregations() + (extra or [])
+    by: list[pl.Expr | str] = [*GPU_KEY, _window(every)]
     if state is None:
-        rollup = samples_with_incs.group_by([*GPU_KEY, _window(every)]).agg(aggregations + last_readings(GPU_COUNTERS))
+        rollup = samples_with_incs.group_by(by).agg(aggregations + last_readings(GPU_COUNTERS))
     else:
-        rollup = samples_with_incs.group_by([*GPU_KEY, _window(every)]).agg(aggregations)
+        rollup = samples_with_incs.group_by(by).agg(aggregations)
         rollup = rollup.join(state, on=key, how="left")
+    rollup = _with_xids(rollup, samples_with_incs, by, key)
     return _with_coverage(rollup, every, "samples").sort(key)
 
 
