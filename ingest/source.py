@@ -101,6 +101,7 @@ class KafkaSource:
         self.topic = settings.topic
         self.closing = False
         self._auto_offset_reset = settings.auto_offset_reset
+        self._last_batch_full = False  # the previous poll filled its batch: a backlog (see ``poll``)
         self._uncommitted: dict[int, int] = {}  # next offsets stored in DuckDB whose Kafka commit failed
         try:
             self.consumer = KafkaConsumer(group_id=settings.group_id, **consumer_config(settings))
@@ -143,11 +144,18 @@ class KafkaSource:
         During a backlog one fetch returns about one partition's worth, often half of ``max_records``;
         while polls keep returning at least a quarter of it, more polls (waiting at most ``top_up_ms``
         each) fill the batch, so a batch's fixed costs (a transaction, the derived tables' queries) are
-        paid once per ``max_records``. A live stream returns small polls and is not held back. None: one poll.
+        paid once per ``max_records``. After a full batch (a backlog), the first poll is topped up
+        whatever it returned: kafka-python returns one partition's fetch per poll, so it may return only
+        what the previous batch left of one (measured: batches alternated 4,000 and about 530 messages,
+        and the small ones cost a wide fleet as much as the full ones). A live stream never fills a batch
+        and is not held back (topping up its first poll too cost 45 ms of p50 latency). None: one poll.
         """
         batch = RawBatch(self.topic)
         wait = timeout_ms
+        polls = 0
+        top_up_first = self._last_batch_full
         while len(batch) < max_records:
+            polls += 1
             try:
                 polled = self.consumer.poll(timeout_ms=wait, max_records=max_records - len(batch))
             except KafkaError as exc:
@@ -159,9 +167,10 @@ class KafkaSource:
                 got += len(records)
                 for r in records:
                     batch.append(r.partition, r.offset, r.timestamp, r.key, r.value)
-            if top_up_ms is None or got < max_records // 4:
+            if top_up_ms is None or not batch or (got < max_records // 4 and (polls > 1 or not top_up_first)):
                 break
             wait = top_up_ms
+        self._last_batch_full = len(batch) >= max_records
         return batch
 
     def offsets_to_commit(self, next_offsets: dict[int, int]) -> dict[TopicPartition, OffsetAndMetadata]:

@@ -12,7 +12,7 @@ from kafka.admin import KafkaAdminClient
 from ingest.admin import create_topic
 from ingest.settings import KafkaSettings
 from ingest.source import KafkaSource
-from ingest.source_protocol import OffsetStore, Source
+from ingest.source_protocol import NoHistory, OffsetStore, Source
 from tests.contract.source_contract import BASE_MS, SourceContract, value
 
 pytestmark = pytest.mark.integration
@@ -60,3 +60,40 @@ class TestKafkaSource(SourceContract):
         finally:
             admin.close()
         return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+
+    def test_a_backlog_is_polled_in_full_batches(self) -> None:
+        """kafka-python returns one partition's fetch per poll; a poll that returns only what the previous
+        batch left of a fetch is topped up instead of becoming a batch of its own. Fetches here are one
+        record batch of 110 messages, batches 200: with the rule "top up only while polls return a quarter
+        of the batch", batches alternated 200 and 20 after a while (16 batches; in the fleet-shape backlog, 4,000
+        and 530)."""
+        topic = self.new_topic(2)
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap.split(","), acks=1, enable_idempotence=False)
+        try:
+            for chunk in range(10):
+                for p in range(2):
+                    for i in range(chunk * 110, (chunk + 1) * 110):
+                        producer.send(topic, value=value(p, i), key=f"k{p}".encode(), partition=p)
+                producer.flush(timeout=30)  # one record batch of 110 per partition
+        finally:
+            producer.close()
+        settings = KafkaSettings(
+            bootstrap_servers=self.bootstrap,
+            topic=topic,
+            group_id=f"group-{uuid.uuid4().hex[:8]}",
+            max_partition_fetch_bytes=1_024,  # one record batch per partition and fetch
+            session_timeout_ms=4_000,
+            heartbeat_interval_ms=1_000,
+        )
+        source = KafkaSource(settings, NoHistory())
+        try:
+            sizes: list[int] = []
+            while sum(sizes) < 2_200 and len(sizes) < 100:
+                batch = source.poll(5_000, 200, 500)
+                if not batch:
+                    break
+                sizes.append(len(batch))
+        finally:
+            source.close()
+        assert sum(sizes) == 2_200
+        assert len(sizes) <= 12, sizes  # 11 full batches, at most one short one on the way (the old rule: 16)
