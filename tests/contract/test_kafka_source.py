@@ -82,6 +82,7 @@ class TestKafkaSource(SourceContract):
             topic=topic,
             group_id=f"group-{uuid.uuid4().hex[:8]}",
             max_partition_fetch_bytes=1_024,  # one record batch per partition and fetch
+            static_partitions=[0, 1],  # no group rebalance in the middle (an empty poll ends a batch)
             session_timeout_ms=4_000,
             heartbeat_interval_ms=1_000,
         )
@@ -89,7 +90,7 @@ class TestKafkaSource(SourceContract):
         try:
             sizes: list[int] = []
             while sum(sizes) < 2_200 and len(sizes) < 100:
-                batch = source.poll(5_000, 200, 500)
+                batch = source.poll(5_000, 200, 2_000)
                 if not batch:
                     break
                 sizes.append(len(batch))
