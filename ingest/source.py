@@ -176,9 +176,10 @@ class KafkaSource:
         """True when a fetch response reported more messages than this consumer has polled (its high
         watermark beyond the next offset of a polled partition): a backlog, from kafka-python's state,
         without asking the broker."""
+        assigned = self.consumer.assignment()
         for partition, next_offset in self._next_offsets.items():
             tp = TopicPartition(self.topic, partition)
-            if tp not in self.consumer.assignment():
+            if tp not in assigned:
                 continue
             highwater = self.consumer.highwater(tp)
             if highwater is not None and highwater > next_offset:
