@@ -20,7 +20,8 @@ from ingest.registry import SchemaRegistry
 from ingest.source import KafkaSource
 from ingest.source_protocol import Source, SourceFactory
 from orbitwatch.archive_boundary import ArchiveBoundary
-from orbitwatch.assemble import dead_reasons, to_store
+from orbitwatch.assemble import dead_reasons
+from orbitwatch.chain import Prepared, batch_chain
 from orbitwatch.daemon_parts import (
     alert_tables,
     background_services,
@@ -39,7 +40,7 @@ from orbitwatch.offset_store import HistoryOffsets
 from orbitwatch.progress import Progress
 from orbitwatch.report import Reporter
 from orbitwatch.settings import Settings
-from processing.rows import prepare_batch
+from orbitwatch.steps import Message
 from storage.errors import StorageError
 from storage.retention import raw_archived_before
 from storage.writer import HistoryWriter, StoredBatch
@@ -56,7 +57,8 @@ class BatchResult:
 
 
 class Daemon:
-    """Kafka -> decode -> process -> DuckDB -> commit; DuckDB stores one batch while the next is read."""
+    """Polls Kafka and submits each batch to the chain (``orbitwatch.chain``): decode -> prepare -> admit ->
+    store -> commit offsets; DuckDB stores one batch while the next is polled and decoded."""
 
     def __init__(self, settings: Settings, *, source: SourceFactory = KafkaSource) -> None:
         """Open the history and build every step; ``source`` builds the consumer (``LocalBroker.consumer``
@@ -74,6 +76,15 @@ class Daemon:
                 delivery.close_hooks()
             self._con.close()
             raise
+        self.chain = batch_chain(
+            self.decoder,
+            lambda: self.boundary.value,  # frames of days archived (or due): stored, outside the derived tables
+            self.in_flight,
+            self._committed,
+            admit=self._admit,
+            commit=self.source.commit,
+        )
+        self._results: list[BatchResult] = []
         self._stopping = False
         self._last_alive = 0.0
         self._last_lag = 0.0
@@ -111,7 +122,6 @@ class Daemon:
         self.boundary = ArchiveBoundary(
             newest_sample(self._con), r.raw_days if r.enabled else None, raw_archived_before(self._con)
         )
-        self._in_flight_boundary = self.boundary.value
         if self.retention is not None:
             self.retention.job.raw_fence = self.boundary.value  # nothing in flight yet
 
@@ -130,40 +140,47 @@ class Daemon:
         self.dlq_limit = DeadLetterLimit(d.dlq_max_ratio, d.dlq_window_messages, d.dlq_max_consecutive)
 
     def run_batch(self) -> BatchResult | None:
-        """The flow of one batch; returns the previous batch once DuckDB and then Kafka committed it."""
+        """Poll one batch and submit it to the chain; returns the batch before it once DuckDB and then Kafka
+        committed it (after an empty poll: the write in flight, once committed)."""
         polled_at = time.perf_counter()
         d = self.settings.daemon
         raw = self.source.poll(d.poll_timeout_ms, d.max_batch_messages, d.poll_top_up_ms)
         self.backlogged = len(raw) >= d.max_batch_messages
-        if not raw:
-            return self.commit_finished()
-        decoded = self.decoder.decode(raw)  # malformed messages become dead letters
-        boundary = self.boundary.value  # frames of days archived (or due): stored, outside the derived tables
-        prepared = prepare_batch(decoded.frames)  # impossible frames rejected, duplicates dropped
-        batch = to_store(raw, decoded, prepared, boundary)
-        self.dlq_limit.check(dead_reasons(raw, batch.dead_letters))  # raises before anything is stored
-        self.boundary.observe(prepared.rack_rows)
-        previous = self.commit_finished()  # batch N-1: DuckDB committed it, now Kafka
-        self._in_flight_boundary = boundary
-        self.in_flight.submit(batch, len(raw), polled_at)  # one transaction: rows, dead letters, offsets
-        return previous
+        if raw:
+            self.chain.submit(Message.of(raw, polled_at))
+        else:
+            self.chain.join()
+        return self._take_result()
 
     def commit_finished(self) -> BatchResult | None:
         """Wait for the write in flight, then commit its offsets to Kafka (offsets are committed last)."""
-        finished = self.in_flight.finish()
-        if finished is None:
-            return None
-        self.source.commit(finished.next_offsets())
+        self.chain.join()
+        return self._take_result()
+
+    def _admit(self, batch: Prepared) -> None:
+        """The dead-letter guard: raises before anything of the batch is stored."""
+        self.dlq_limit.check(dead_reasons(batch.raw, batch.batch.dead_letters))
+        self.boundary.observe(batch.prepared.rack_rows)
+
+    def _committed(self, message: Message[FinishedWrite]) -> None:
+        """After DuckDB and then Kafka committed a batch (the chain's last step; no write in flight)."""
+        finished = message.payload
         self._observe(finished)
-        self._progress.committed(finished.next_offsets(), finished.messages)
+        self._progress.committed(dict(message.committable), finished.messages)
         if not self._checkpointed or self.offsets.unsaved_claims:
             self.checkpoint_history()
         if self.retention is not None:  # no batch prepared below this boundary is in flight any more
-            self.retention.job.raw_fence = self._in_flight_boundary
-        self.apply_alert_commands()  # alerts CLI: no write in flight now (taken above, the next not submitted)
+            self.retention.job.raw_fence = finished.batch.archived_before
+        self.apply_alert_commands()  # alerts CLI: no write in flight now (taken, the next not submitted)
         if self.delivery is not None and self.alerts is not None and self.alerts.last_enqueued:
             self.delivery.wake()
-        return BatchResult(finished.messages, finished.stored)
+        self._results.append(BatchResult(finished.messages, finished.stored))
+
+    def _take_result(self) -> BatchResult | None:
+        results, self._results = self._results, []
+        if len(results) > 1:  # one write is in flight at a time: a submit or join hands on at most one
+            raise RuntimeError(f"{len(results)} batches committed by one step of the chain")
+        return results[0] if results else None
 
     def run(self, *, exit_when_idle_s: float | None = None, max_messages: int | None = None) -> int:
         """Run batches until SIGTERM/SIGINT, idleness or a message budget; returns messages committed."""
@@ -235,7 +252,7 @@ class Daemon:
     def close(self) -> None:
         """Finish the write in flight, stop the background services that started (in reverse order), leave
         the consumer group, close the database (checkpointing it). Safe whether or not ``run`` ran."""
-        self.in_flight.close()
+        self.chain.terminate()  # after the write in flight; one not handed on resumes from DuckDB's offsets
         self._flush_held()
         self.services.stop()
         if self.delivery is not None:

@@ -1,7 +1,12 @@
 """One batch write in flight on a worker thread, so that DuckDB stores batch N while batch N+1 is polled,
-decoded and processed (measured 1.5x the throughput of doing both in turn on 2 cores). The derived tables'
-recompute of batch N (pure polars) is handed back to the submitting thread, which runs it while the
-worker inserts batch N's raw rows: it needs only what the worker read before inserting.
+decoded and processed (measured 1.5x the throughput of doing both in turn on 2 cores). The whole
+transaction, the derived tables' recompute included, runs on the worker.
+
+Decision: the recompute is no longer handed back to the submitting thread to overlap the raw insert. In
+process, over the fleet shapes of ``tests.bench.fleet_shape`` (medians of 3, side by side), the hand-back
+was worth at most 2-3% (5,000 racks: 5.40 s with it, 5.52 s without; 1,000 racks with late passes: 5.05 s
+against 5.18 s; 1,000 racks in order: 4.12 s against 4.15 s), within the noise, while it made one batch's
+life cross three threads.
 
 At most one write is in flight. Its Kafka offsets are committed after it finished: by the daemon loop,
 or, when partitions are about to be revoked, by the rebalance listener, so that the next owner of a
@@ -10,14 +15,11 @@ partition never re-reads a batch this daemon stored.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from storage.derived import DerivedRows
 from storage.writer import BatchToStore, HistoryWriter, StoredBatch
 
 
@@ -35,48 +37,6 @@ class FinishedWrite:
         return {p: progress.next_offset for p, progress in self.batch.progress.items()}
 
 
-class Handoff:
-    """Hands one computation per write from the writer thread to the thread that called ``submit``.
-
-    The writer posts its derived-tables recompute (pure polars) once it has read what it needs, then goes
-    on inserting the raw rows; the submitting thread runs it meanwhile (``serve``). Each write posts
-    exactly one message, the computation or None, so ``serve`` never waits for nothing.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Callable[[], DerivedRows], Future[DerivedRows]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._posted = False
-
-    def request(self, work: Callable[[], DerivedRows]) -> Future[DerivedRows]:
-        """From the writer thread: have ``work`` run by the serving thread."""
-        future: Future[DerivedRows] = Future()
-        self._posted = True
-        self._queue.put((work, future))
-        return future
-
-    def start(self) -> None:
-        """From the writer thread, as a write starts."""
-        self._posted = False
-
-    def end(self) -> None:
-        """From the writer thread, as a write ends: post None if it asked for nothing."""
-        if not self._posted:
-            self._queue.put(None)
-
-    def serve(self) -> None:
-        """From the submitting thread: run the current write's computation, if it asks for one."""
-        message = self._queue.get()
-        if message is None:
-            return
-        work, future = message
-        try:
-            future.set_result(work())
-        except BaseException as exc:  # handed to the writer, which rolls back
-            future.set_exception(exc)
-
-
 class InFlightWrite:
     """Runs ``HistoryWriter.write`` on one worker thread, one batch at a time."""
 
@@ -85,29 +45,28 @@ class InFlightWrite:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="duckdb-writer")
         self._lock = threading.Lock()
         self._future: Future[FinishedWrite] | None = None
-        self._handoff = Handoff()
 
     def submit(self, batch: BatchToStore, messages: int, polled_at: float) -> None:
-        """Start storing ``batch``, then run its derived-tables recompute here while the raw rows are
-        inserted; the previous write must have been taken with ``finish``."""
+        """Start storing ``batch`` and return; the previous write must have been taken with ``finish``."""
         with self._lock:
             if self._future is not None:
                 raise RuntimeError("a write is already in flight; finish() it first")
             self._future = self._pool.submit(self._write, batch, messages, polled_at)
-        self._handoff.serve()
 
     def _write(self, batch: BatchToStore, messages: int, polled_at: float) -> FinishedWrite:
-        self._handoff.start()
-        try:
-            return FinishedWrite(batch, self._writer.write(batch, self._handoff.request), messages, polled_at)
-        finally:
-            self._handoff.end()
+        return FinishedWrite(batch, self._writer.write(batch), messages, polled_at)
 
     @property
     def busy(self) -> bool:
         """True while a write is in flight (not yet taken with ``finish``)."""
         with self._lock:
             return self._future is not None
+
+    @property
+    def done(self) -> bool:
+        """True when a write is in flight and has finished (``finish`` takes it without waiting)."""
+        with self._lock:
+            return self._future is not None and self._future.done()
 
     def finish(self) -> FinishedWrite | None:
         """Wait for the write in flight (re-raising its error) and take it; None when there is none."""

@@ -1,6 +1,7 @@
 """``orbitwatch replay``: re-read a time range from Kafka into the history, idempotently.
 
-The same decode -> process -> write flow as the daemon, on a consumer without a group. It is idempotent:
+The daemon's chain (``orbitwatch.chain``) with a range source and no Kafka commit: a consumer without a
+group, no dead-letter guard. It is idempotent:
 frames already stored are dropped by the frame key, dead letters by their coordinates. It does not move
 the daemon's stored offsets or counters (``kafka_offsets``), so the live daemon's accounting stays its
 own. The derived tables (rollups, gaps, health) of the minutes it fills are recomputed as for late
@@ -17,10 +18,11 @@ from datetime import datetime
 from ingest.codec import FrameDecoder
 from ingest.range_reader import RangeReader
 from ingest.registry import SchemaRegistry
-from orbitwatch.assemble import to_store
+from orbitwatch.chain import Prepared, batch_chain
 from orbitwatch.daemon_parts import derived_tables
+from orbitwatch.inflight import FinishedWrite, InFlightWrite
 from orbitwatch.settings import Settings
-from processing.rows import prepare_batch
+from orbitwatch.steps import Message
 from storage.database import open_database
 from storage.retention import raw_archived_before
 from storage.writer import HistoryWriter
@@ -52,30 +54,39 @@ def replay(
     decoder = FrameDecoder(SchemaRegistry(settings.registry.contract_dir, settings.registry.url))
     writer, result = HistoryWriter(con, derived_tables(con, settings)), ReplayResult()
     archived_before = raw_archived_before(con)  # frames of archived days: stored, outside the derived tables
+
+    def admit(batch: Prepared) -> None:
+        result.in_range += len(batch.raw)
+        # without progress the writer only counts copies already stored; add those dropped in the batch
+        result.duplicates += sum(batch.prepared.duplicates_by_partition.values())
+
+    def committed(message: Message[FinishedWrite]) -> None:
+        stored = message.payload.stored
+        result.frames_stored += stored.frames_stored
+        result.duplicates += stored.duplicates_dropped
+        result.dead_letters += stored.dead_letters
+        if progress is not None:
+            progress(result)
+
+    in_flight = InFlightWrite(writer)
+    chain = batch_chain(decoder, lambda: archived_before, in_flight, committed, admit=admit, moves_offsets=False)
     last_read = time.monotonic()
     try:
         while not reader.finished and time.monotonic() - last_read < idle_s:
             scanned_before = reader.scanned
+            polled_at = time.perf_counter()
             raw = reader.poll(settings.daemon.poll_timeout_ms, settings.daemon.max_batch_messages)
             result.scanned = reader.scanned
             if reader.scanned > scanned_before:
                 last_read = time.monotonic()
-            if not raw:
-                continue
-            decoded = decoder.decode(raw)
-            prepared = prepare_batch(decoded.frames)
-            batch = to_store(raw, decoded, prepared, archived_before)
-            batch.progress = {}  # a replay never moves the daemon's offsets or counters
-            stored = writer.write(batch)
-            result.in_range += len(raw)
-            result.frames_stored += stored.frames_stored
-            # without progress the writer only counts copies already stored; add those dropped in the batch
-            result.duplicates += stored.duplicates_dropped + sum(prepared.duplicates_by_partition.values())
-            result.dead_letters += stored.dead_letters
-            if progress is not None:
-                progress(result)
+            if raw:
+                chain.submit(Message.of(raw, polled_at))
+            else:
+                chain.poll()
+        chain.close()  # the write in flight, then the writer thread
         writer.flush_held()  # the open minutes, so the windows hold every replayed frame
     finally:
+        chain.terminate()  # a no-op after close; after a failure, waits for the write in flight
         reader.close()
         con.close()
     return result
