@@ -70,10 +70,11 @@ def open_history(settings: Settings) -> tuple[duckdb.DuckDBPyConnection, Path]:
 def duckdb_threads(settings: Settings) -> int | None:
     """DuckDB's worker threads: ``storage.threads``, or 1 while processing is enabled.
 
-    With processing, the daemon keeps two cores busy on its own (decode and recompute on the main thread,
-    inserts on the writer thread); DuckDB's own second thread then only contends with the recompute.
-    Measured on 2 cores: 450k samples/s with DuckDB's default, 480k with 1 thread (the backbone alone
-    is faster with the default: 670k against 600k, so it keeps it).
+    Measured on 2 cores while the recompute ran on the polling thread: 450k samples/s with DuckDB's default,
+    480k with 1 thread (the backbone alone is faster with the default: 670k against 600k, so it keeps it).
+    Since the writer thread runs the recompute too, 2 threads measured in process (medians of 3) 5.14 s
+    against 5.72 s over 5,000 racks and 5.03 s against 5.17 s over 1,000 racks with late passes: within
+    the runs' spread and not measured through Kafka, where the broker shares the cores, so 1 stays.
     """
     if settings.storage.threads is not None:
         return settings.storage.threads
