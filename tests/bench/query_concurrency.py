@@ -9,14 +9,19 @@ each on a fresh copy of the dataset, each ingesting the whole backlog from its s
 - **alone**: nobody queries;
 - **clients**: 4 client threads in this process (a ``QueryClient`` each) loop for the whole ingestion over
   the five saved queries (default parameters; rack-health-changes for a rack that changes every loop)
-  and, at the end of every loop, the consistency check below; the loops stop once the backlog is consumed.
+  and, at the end of every loop, the consistency check below; the loops stop once the backlog is consumed;
+- **empty**: nobody queries, and the daemon ingests the same backlog into an empty history instead of a copy
+  of the dataset: what ingesting into a long history costs against a new one (the same racks, boot epoch 1,
+  so the derived tables start from nothing either way: the racks' windows, gaps and health of the history
+  are of boot epoch 0).
 
-The order of the two alternates between runs, after one uncounted warm-up run (alone): in the first two
+The order of the three reverses from run to run, after one uncounted warm-up run (alone): in the first two
 sessions the first run after producing the backlog was 8% and 32% slower than the others (cause not
 found). Throughput = GPU samples per second from the daemon's first to its last batch of the backlog
 (``ingested_at``, stamped as each batch's transaction starts, read from the copy after the daemon
 stopped; the first batch's samples are not counted, as they were stored before the span began).
-Reported: per run alone, with clients and their ratio; the median ratio. An error is any refused or
+Reported: per run alone, with clients and into an empty history, the ratios clients / alone and alone /
+empty, and their medians. An error is any refused or
 failed query (``QueryServiceError``, e.g. ``busy`` when a query gets no turn within
 ``query.queue_timeout_s``).
 
@@ -85,7 +90,7 @@ from tests.bench.query_latency import (
 )
 
 TOPIC = "concurrency-backlog"
-MODES = ("alone", "clients")
+MODES = ("alone", "clients", "empty")
 
 # ---------------------------------------------------------------------------------------------- the check
 
@@ -216,8 +221,9 @@ class Result:
 
 
 def measure(mode: str, servers: str, dataset: Dataset, messages: int, args: argparse.Namespace) -> Result:
-    """One daemon on a fresh copy ingesting the whole backlog, alone or with ``--clients`` querying."""
-    db = working_copy(dataset, args.work)
+    """One daemon on a fresh copy (or, ``empty``, a new history) ingesting the whole backlog, alone or with
+    ``--clients`` querying."""
+    db = working_copy(dataset, args.work) if mode != "empty" else empty_history(args.work)
     daemon = BenchDaemon(servers, TOPIC, db, args.work / "daemon.log", daemon_settings(args.set))
     logs: list[ClientLog] = []
     try:
@@ -243,6 +249,16 @@ def measure(mode: str, servers: str, dataset: Dataset, messages: int, args: argp
     for path in (db, db.with_name(db.name + ".wal")):
         path.unlink(missing_ok=True)
     return Result(mode, samples / seconds, samples, seconds, logs)
+
+
+def empty_history(work: Path) -> Path:
+    """A new, migrated history file in ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "history.duckdb"
+    for stale in (path, path.with_name(path.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    open_database(path).close()
+    return path
 
 
 def backlog_rate(db: Path, history_end: datetime) -> tuple[int, float]:
@@ -315,7 +331,12 @@ def main() -> None:
                     print(f"run {run + 1} {describe(results[mode])}", flush=True)
                 runs.append(results)
                 ratio = results["clients"].samples_per_s / results["alone"].samples_per_s
-                print(f"run {run + 1}: throughput with clients / alone = {ratio:.3f}", flush=True)
+                history = results["alone"].samples_per_s / results["empty"].samples_per_s
+                print(
+                    f"run {run + 1}: throughput with clients / alone = {ratio:.3f}; into the history / into an "
+                    f"empty one = {history:.3f}",
+                    flush=True,
+                )
         summary = report(runs)
         summary["dataset"] = dataset.describe()
         summary["backlog_messages"] = sent
@@ -352,7 +373,9 @@ def report(runs: list[dict[str, Result]]) -> dict[str, object]:
     """The medians and totals; printed and returned."""
     alone = [r["alone"].samples_per_s for r in runs]
     with_clients = [r["clients"].samples_per_s for r in runs]
+    empty = [r["empty"].samples_per_s for r in runs]
     ratios = [w / a for w, a in zip(with_clients, alone, strict=True)]
+    history_ratios = [a / e for a, e in zip(alone, empty, strict=True)]
     logs = [c for r in runs for c in r["clients"].clients]
     latencies = {q: [ms for c in logs for ms in c.ms[q]] for q in QUERIES}
     summary: dict[str, object] = {
@@ -360,6 +383,9 @@ def report(runs: list[dict[str, Result]]) -> dict[str, object]:
         "with_clients_samples_per_s": [round(x) for x in with_clients],
         "ratios": [round(x, 3) for x in ratios],
         "ratio_median": round(median(ratios), 3),
+        "empty_history_samples_per_s": [round(x) for x in empty],
+        "history_vs_empty_ratios": [round(x, 3) for x in history_ratios],
+        "history_vs_empty_median": round(median(history_ratios), 3),
         "errors": sum(len(c.errors) for c in logs),
         "loops": sum(c.loops for c in logs),
         "consistency_checks": sum(c.checks for c in logs),
@@ -372,7 +398,9 @@ def report(runs: list[dict[str, Result]]) -> dict[str, object]:
         f"\nthroughput alone {median(alone):,.0f} GPU samples/s, with {len(runs[0]['clients'].clients)} clients "
         f"{median(with_clients):,.0f} (medians); ratio per run {summary['ratios']}, median {summary['ratio_median']}; "
         f"{summary['errors']} errors, {summary['consistency_checks']} consistency checks, "
-        f"{summary['inconsistent']} inconsistent"
+        f"{summary['inconsistent']} inconsistent; into an empty history {median(empty):,.0f} (median), into the "
+        f"history / into an empty one per run {summary['history_vs_empty_ratios']}, median "
+        f"{summary['history_vs_empty_median']}"
     )
     return summary
 
