@@ -60,6 +60,13 @@ class RawBatch:
         self.keys.append(key)
         self.values.append(value)
 
+    def next_offsets(self) -> dict[int, int]:
+        """Per partition, the offset after the last message of it in the batch (what a commit reaches)."""
+        ends: dict[int, int] = {}
+        for partition, offset in zip(self.partitions, self.offsets, strict=True):
+            ends[partition] = max(ends.get(partition, -1), offset + 1)
+        return ends
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 
 import polars as pl
@@ -42,14 +43,11 @@ def to_store(
             "reason": pl.String,
         },
     ).with_columns(pl.from_epoch("kafka_timestamp", "ms").dt.replace_time_zone("UTC"))
-    progress: dict[int, PartitionProgress] = {}
-    counts: dict[int, int] = {}
-    ends: dict[int, int] = {}
-    for p, o in zip(raw.partitions, raw.offsets, strict=True):
-        counts[p] = counts.get(p, 0) + 1
-        ends[p] = max(ends.get(p, -1), o + 1)
-    for p, n in counts.items():
-        progress[p] = PartitionProgress(ends[p], n, prepared.duplicates_by_partition.get(p, 0))
+    ends = raw.next_offsets()
+    progress = {
+        p: PartitionProgress(ends[p], n, prepared.duplicates_by_partition.get(p, 0))
+        for p, n in Counter(raw.partitions).items()
+    }
     return BatchToStore(raw.topic, prepared.rack_rows, prepared.gpu_rows, dead, progress, archived_before)
 
 

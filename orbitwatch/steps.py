@@ -39,10 +39,7 @@ class Message(Generic[T]):
     @classmethod
     def of(cls, raw: RawBatch, polled_at: float) -> Message[RawBatch]:
         """The message of a polled batch: the offsets past the last of each partition."""
-        ends: dict[int, int] = {}
-        for partition, offset in zip(raw.partitions, raw.offsets, strict=True):
-            ends[partition] = max(ends.get(partition, -1), offset + 1)
-        return Message(raw, ends, len(raw), polled_at)
+        return Message(raw, raw.next_offsets(), len(raw), polled_at)
 
     def replace(self, payload: U) -> Message[U]:
         """The same batch with another payload (its offsets, size and poll time kept)."""
