@@ -252,7 +252,7 @@ class Daemon:
     def close(self) -> None:
         """Finish the write in flight, stop the background services that started (in reverse order), leave
         the consumer group, close the database (checkpointing it). Safe whether or not ``run`` ran."""
-        self.chain.terminate()  # after the write in flight; one not handed on resumes from DuckDB's offsets
+        self.chain.terminate()  # waits for a write in flight; the rebalance listener commits it as we leave the group
         self._flush_held()
         self.services.stop()
         if self.delivery is not None:

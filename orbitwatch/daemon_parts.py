@@ -72,9 +72,9 @@ def duckdb_threads(settings: Settings) -> int | None:
 
     Measured on 2 cores while the recompute ran on the polling thread: 450k samples/s with DuckDB's default,
     480k with 1 thread (the backbone alone is faster with the default: 670k against 600k, so it keeps it).
-    Since the writer thread runs the recompute too, 2 threads measured in process (medians of 3) 5.14 s
-    against 5.72 s over 5,000 racks and 5.03 s against 5.17 s over 1,000 racks with late passes: within
-    the runs' spread and not measured through Kafka, where the broker shares the cores, so 1 stays.
+    Since the writer thread runs the recompute too, in process (3 runs each, seconds): 5,000 racks took
+    4.98-5.65 with 2 threads and 5.00-5.97 with 1, 1,000 racks with late passes 4.97-5.28 and 4.91-5.28:
+    the ranges overlap, and through Kafka, where the broker shares the cores, it is not measured; 1 stays.
     """
     if settings.storage.threads is not None:
         return settings.storage.threads

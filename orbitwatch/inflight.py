@@ -4,9 +4,12 @@ transaction, the derived tables' recompute included, runs on the worker.
 
 Decision: the recompute is no longer handed back to the submitting thread to overlap the raw insert. In
 process, over the fleet shapes of ``tests.bench.fleet_shape`` (medians of 3, side by side), the hand-back
-was worth at most 2-3% (5,000 racks: 5.40 s with it, 5.52 s without; 1,000 racks with late passes: 5.05 s
-against 5.18 s; 1,000 racks in order: 4.12 s against 4.15 s), within the noise, while it made one batch's
-life cross three threads.
+was worth 1-3% (5,000 racks: 5.40 s with it, 5.52 s without; 1,000 racks with late passes: 5.05 s
+against 5.18 s; 1,000 racks in order: 4.12 s against 4.15 s); through Kafka (``tests.bench.fleet_shape
+--shapes cd``, medians of 3, one run each way) 2-4% (244k against 239k samples/s, 307k against 294k),
+within the runs' spread, while it made one batch's life cross three threads. (It also kept the backbone
+from pipelining at all: the polling thread waited for the hand-back's signal, which a write without
+derived tables gave only at its end. The backbone went from 667k to 842k samples/s over 5,000 racks.)
 
 At most one write is in flight. Its Kafka offsets are committed after it finished: by the daemon loop,
 or, when partitions are about to be revoked, by the rebalance listener, so that the next owner of a
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -25,16 +29,18 @@ from storage.writer import BatchToStore, HistoryWriter, StoredBatch
 
 @dataclass(frozen=True, slots=True)
 class FinishedWrite:
-    """A batch that DuckDB committed, with what it stored and when its poll started."""
+    """A batch that DuckDB committed, with what it stored, the offsets it reached and when its poll started."""
 
     batch: BatchToStore
     stored: StoredBatch
     messages: int
     polled_at: float
+    reached: Mapping[int, int]
+    """The next offset per partition once this batch is stored (what its commit reaches)."""
 
     def next_offsets(self) -> dict[int, int]:
         """The offsets this batch reached, per partition."""
-        return {p: progress.next_offset for p, progress in self.batch.progress.items()}
+        return dict(self.reached)
 
 
 class InFlightWrite:
@@ -46,15 +52,15 @@ class InFlightWrite:
         self._lock = threading.Lock()
         self._future: Future[FinishedWrite] | None = None
 
-    def submit(self, batch: BatchToStore, messages: int, polled_at: float) -> None:
+    def submit(self, batch: BatchToStore, messages: int, polled_at: float, reached: Mapping[int, int]) -> None:
         """Start storing ``batch`` and return; the previous write must have been taken with ``finish``."""
         with self._lock:
             if self._future is not None:
                 raise RuntimeError("a write is already in flight; finish() it first")
-            self._future = self._pool.submit(self._write, batch, messages, polled_at)
+            self._future = self._pool.submit(self._write, batch, messages, polled_at, reached)
 
-    def _write(self, batch: BatchToStore, messages: int, polled_at: float) -> FinishedWrite:
-        return FinishedWrite(batch, self._writer.write(batch), messages, polled_at)
+    def _write(self, batch: BatchToStore, messages: int, polled_at: float, reached: Mapping[int, int]) -> FinishedWrite:
+        return FinishedWrite(batch, self._writer.write(batch), messages, polled_at, reached)
 
     @property
     def busy(self) -> bool:

@@ -11,6 +11,7 @@ frames. DuckDB allows one process per file: stop the shard's daemon first (the e
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,15 +56,17 @@ def replay(
     writer, result = HistoryWriter(con, derived_tables(con, settings)), ReplayResult()
     archived_before = raw_archived_before(con)  # frames of archived days: stored, outside the derived tables
 
+    in_batch_duplicates: deque[int] = deque()  # per batch in flight, in order; counted once it is stored
+
     def admit(batch: Prepared) -> None:
-        result.in_range += len(batch.raw)
         # without progress the writer only counts copies already stored; add those dropped in the batch
-        result.duplicates += sum(batch.prepared.duplicates_by_partition.values())
+        in_batch_duplicates.append(sum(batch.prepared.duplicates_by_partition.values()))
 
     def committed(message: Message[FinishedWrite]) -> None:
         stored = message.payload.stored
+        result.in_range += message.messages
         result.frames_stored += stored.frames_stored
-        result.duplicates += stored.duplicates_dropped
+        result.duplicates += stored.duplicates_dropped + in_batch_duplicates.popleft()
         result.dead_letters += stored.dead_letters
         if progress is not None:
             progress(result)

@@ -22,13 +22,15 @@ from storage.writer import BatchToStore
 
 T = TypeVar("T")
 U = TypeVar("U")
+T_co = TypeVar("T_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
 
 
 @dataclass(frozen=True, slots=True)
-class Message(Generic[T]):
+class Message(Generic[T_co]):
     """One batch on its way down the chain: its payload, the offsets it reaches, its size, when it was polled."""
 
-    payload: T
+    payload: T_co
     committable: Mapping[int, int]
     """The next offset to read per partition once this batch is stored."""
     messages: int
@@ -46,10 +48,10 @@ class Message(Generic[T]):
         return Message(payload, self.committable, self.messages, self.polled_at)
 
 
-class ProcessingStep(Protocol[T]):
+class ProcessingStep(Protocol[T_contra]):
     """One step of the batch flow (arroyo's ``ProcessingStrategy``)."""
 
-    def submit(self, message: Message[T]) -> None:
+    def submit(self, message: Message[T_contra]) -> None:
         """Take one batch; hand it (or what it became) on to the next step, now or later."""
         ...
 
@@ -57,8 +59,12 @@ class ProcessingStep(Protocol[T]):
         """Hand on work that finished in the background, without waiting for any."""
         ...
 
-    def join(self, timeout_s: float | None = None) -> None:
-        """Wait until everything submitted has been handed on (and the next steps joined)."""
+    def join(self) -> None:
+        """Wait until everything submitted has been handed on (and the next steps joined).
+
+        Unlike arroyo's, it takes no timeout: what it waits for is a DuckDB transaction, which is not
+        abandoned half-way.
+        """
         ...
 
     def close(self) -> None:
@@ -66,7 +72,8 @@ class ProcessingStep(Protocol[T]):
         ...
 
     def terminate(self) -> None:
-        """Stop at once (on a failure): work in hand is abandoned, its offsets never committed."""
+        """Stop without handing on the work in hand (on a failure, or when closing the daemon): its
+        offsets do not reach the next steps."""
         ...
 
 
@@ -88,9 +95,9 @@ class RunTask(Generic[T, U]):
         """Nothing of its own runs in the background."""
         self._next.poll()
 
-    def join(self, timeout_s: float | None = None) -> None:
+    def join(self) -> None:
         """Nothing of its own is pending."""
-        self._next.join(timeout_s)
+        self._next.join()
 
     def close(self) -> None:
         """Close the steps after it."""
@@ -118,7 +125,7 @@ class StoreBatches:
     def submit(self, message: Message[BatchToStore]) -> None:
         """Hand on the write in flight once DuckDB committed it, then start storing ``message``."""
         self._hand_on()
-        self._in_flight.submit(message.payload, message.messages, message.polled_at)
+        self._in_flight.submit(message.payload, message.messages, message.polled_at, message.committable)
         self._message = message
 
     def poll(self) -> None:
@@ -127,10 +134,10 @@ class StoreBatches:
             self._hand_on()
         self._next.poll()
 
-    def join(self, timeout_s: float | None = None) -> None:
-        """Wait for the write in flight and hand it on (``timeout_s`` is not applied to a DuckDB commit)."""
+    def join(self) -> None:
+        """Wait for the write in flight and hand it on."""
         self._hand_on()
-        self._next.join(timeout_s)
+        self._next.join()
 
     def close(self) -> None:
         """Finish the write in flight (handing it on) and stop the writer thread."""
@@ -141,8 +148,9 @@ class StoreBatches:
         self._next.close()
 
     def terminate(self) -> None:
-        """Stop the writer thread after the write in flight, without handing it on (its offsets stay
-        uncommitted in Kafka; DuckDB, if it committed, holds them and the next start resumes from there)."""
+        """Stop the writer thread after the write in flight, without handing it on: the chain commits none
+        of its offsets (DuckDB holds them if it committed; the daemon's rebalance listener commits them to
+        Kafka as the consumer leaves its group, and a restart resumes from DuckDB's either way)."""
         self._message = None
         self._in_flight.close()
         self._next.terminate()
@@ -178,7 +186,7 @@ class CommitOffsets:
     def poll(self) -> None:
         """Commits happen in ``submit``."""
 
-    def join(self, timeout_s: float | None = None) -> None:
+    def join(self) -> None:
         """Commits happen in ``submit``."""
 
     def close(self) -> None:

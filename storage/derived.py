@@ -481,7 +481,7 @@ class DerivedTables:
                 how="vertical_relaxed",
             )
             later = judge_racks(later.drop(HEALTH_COLUMNS, "computed_at"), context, self.thresholds)
-        # Pure polars too: the tips are built here, off the writer's critical path (see processing.tips).
+        # Pure polars too: the tips as they will be once the batch commits (see processing.tips).
         recomputed = before.keys.join(before.merging, on="rack_id", how="anti")
         tips = self._tips.without(recomputed).after(before.merging, before.read, (tables.gpu, racks))
         return DerivedRows(tables.gpu, racks, tables.tenants, later, tips)
