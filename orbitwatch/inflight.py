@@ -5,9 +5,13 @@ transaction, the derived tables' recompute included, runs on the worker.
 Decision: the recompute is no longer handed back to the submitting thread to overlap the raw insert. In
 process, over the fleet shapes of ``tests.bench.fleet_shape`` (medians of 3, side by side), the hand-back
 was worth 1-3% (5,000 racks: 5.40 s with it, 5.52 s without; 1,000 racks with late passes: 5.05 s
-against 5.18 s; 1,000 racks in order: 4.12 s against 4.15 s); through Kafka (``tests.bench.fleet_shape
---shapes cd``, medians of 3, one run each way) 2-4% (244k against 239k samples/s, 307k against 294k),
-within the runs' spread, while it made one batch's life cross three threads. (It also kept the backbone
+against 5.18 s; 1,000 racks in order: 4.12 s against 4.15 s). Through Kafka (``tests.bench.fleet_shape``,
+medians of 3, the two versions one after the other) 2-6%: 40 racks 505k against 474k samples/s, 1,000
+racks 448k against 422k, 5,000 racks 244k against 239k, late passes 307k against 294k; the same code
+measures 5-10% apart from one bench run to the next on this machine. Running the recompute on a thread
+of the writer's own during the raw insert instead gained nothing (488k, 390k, 243k, 230k: three busy
+threads on two cores and the broker). A few percent did not pay for a batch whose life crossed three
+threads through a hand-back protocol. (It also kept the backbone
 from pipelining at all: the polling thread waited for the hand-back's signal, which a write without
 derived tables gave only at its end. The backbone went from 667k to 842k samples/s over 5,000 racks.)
 
