@@ -70,11 +70,10 @@ def open_history(settings: Settings) -> tuple[duckdb.DuckDBPyConnection, Path]:
 def duckdb_threads(settings: Settings) -> int | None:
     """DuckDB's worker threads: ``storage.threads``, or 1 while processing is enabled.
 
-    Measured on 2 cores while the recompute ran on the polling thread: 450k samples/s with DuckDB's default,
-    480k with 1 thread (the backbone alone is faster with the default: 670k against 600k, so it keeps it).
-    Since the writer thread runs the recompute too, in process (3 runs each, seconds): 5,000 racks took
-    4.98-5.65 with 2 threads and 5.00-5.97 with 1, 1,000 racks with late passes 4.97-5.28 and 4.91-5.28:
-    the ranges overlap, and through Kafka, where the broker shares the cores, it is not measured; 1 stays.
+    With processing, the daemon keeps two cores busy on its own (decode and recompute on the main thread,
+    inserts on the writer thread); DuckDB's own second thread then only contends with the recompute.
+    Measured on 2 cores: 450k samples/s with DuckDB's default, 480k with 1 thread (the backbone alone
+    is faster with the default: 670k against 600k, so it keeps it).
     """
     if settings.storage.threads is not None:
         return settings.storage.threads

@@ -18,8 +18,8 @@
 2. ``compute`` (pure polars, no database): the touched windows, **merged** for racks in order (their new
    rows fold into the stored windows: ``processing.merge``) and **recomputed from all their rows** for the
    rest (``processing.windows``); GPU, node and rack health in event time, tenant usage; the tips as they
-   will be once the batch commits. It runs after the raw insert, on the frames the insert newly stored,
-   on the writer's thread.
+   will be once the batch commits. The daemon runs it on its main thread while the writer thread inserts
+   the raw rows.
 3. ``after_insert``: **replace** those minutes' rows in ``gpu_windows_1m``, ``rack_windows_1m`` and
    ``tenant_minutes``, except the newest minute of each rack on the fast path, which is **held** in memory and
    written once it closes (``storage.open_windows``, with ``hold``); fold the new frames into the **gaps** and
@@ -48,6 +48,7 @@ from processing.health import HEALTH_COLUMNS, NOW_COLUMNS, HealthThresholds, jud
 from processing.merge import fold_windows
 from processing.passes import LINK_SCHEMA, ContactModel, contact_at, update_link_state
 from processing.rollups import GPU_COUNTERS
+from processing.rows import FRAME_KEY
 from processing.tips import WindowTips
 from processing.windows import WINDOW_KEY, WindowTables, compute_windows, judge_racks
 from storage.database import insert_rows, table_columns
@@ -94,6 +95,17 @@ class StoredBefore:
         e = pl.DataFrame()
         return cls(e, e, e, e, e, e, e, e, e, e, e, e, e, (e, e))
 
+    def new_rows(self, rack_rows: pl.DataFrame, gpu_rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The batch's frames and samples that are not stored yet: a stored copy of a frame lies in its
+        own window, so the stored rows of the touched windows tell (the insert confirms it)."""
+        if self.frames.is_empty():
+            return rack_rows, gpu_rows
+        stored = self.frames.select(FRAME_KEY)
+        new_frames = rack_rows.join(stored, on=FRAME_KEY, how="anti")
+        if new_frames.height == rack_rows.height:  # the usual case: no copy of a stored frame
+            return rack_rows, gpu_rows
+        return new_frames, gpu_rows.join(stored, on=FRAME_KEY, how="anti")
+
 
 @dataclass(frozen=True, slots=True)
 class DerivedRows:
@@ -103,6 +115,7 @@ class DerivedRows:
     rack: pl.DataFrame
     tenants: pl.DataFrame
     later: pl.DataFrame
+    new_frames: int
     tips: WindowTips
     """The tips once this batch commits."""
 
@@ -466,7 +479,10 @@ class DerivedTables:
         return max(self.thresholds.seu_baseline_windows + self.thresholds.seu_recent_windows, HORIZON_MINUTES)
 
     def compute(self, before: StoredBefore, new_frames: pl.DataFrame, new_samples: pl.DataFrame) -> DerivedRows:
-        """Recompute the touched windows from their stored and new rows: pure polars, no database."""
+        """Recompute the touched windows from their stored and new rows: pure polars, no database.
+
+        The daemon runs this on its main thread while the writer thread inserts the batch's raw rows.
+        """
         frames = pl.concat([before.frames, new_frames.select(before.frames.columns)], how="vertical_relaxed")
         tables = self._windows(before, frames, new_samples.select(before.samples.columns))
         racks = judge_racks(tables.rack, before.earlier, self.thresholds)
@@ -481,10 +497,10 @@ class DerivedTables:
                 how="vertical_relaxed",
             )
             later = judge_racks(later.drop(HEALTH_COLUMNS, "computed_at"), context, self.thresholds)
-        # Pure polars too: the tips as they will be once the batch commits (see processing.tips).
+        # Pure polars too: the tips are built here, off the writer's critical path (see processing.tips).
         recomputed = before.keys.join(before.merging, on="rack_id", how="anti")
         tips = self._tips.without(recomputed).after(before.merging, before.read, (tables.gpu, racks))
-        return DerivedRows(tables.gpu, racks, tables.tenants, later, tips)
+        return DerivedRows(tables.gpu, racks, tables.tenants, later, new_frames.height, tips)
 
     def _windows(self, before: StoredBefore, frames: pl.DataFrame, new_samples: pl.DataFrame) -> WindowTables:
         """The touched windows: merged for the racks in order, recomputed from all raw rows for the rest."""

@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 import duckdb
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 CLOCK_SKEW = timedelta(minutes=5)
+ComputeOn = Callable[[Callable[[], DerivedRows]], "Future[DerivedRows]"]
+"""Runs a computation elsewhere (the daemon's main thread) and returns its future."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,23 +182,34 @@ class HistoryWriter:
                 [topic, partitions],
             )
 
-    def write(self, batch: BatchToStore) -> StoredBatch:
-        """Store one batch atomically (with derived tables: derived from the frames it newly stored, in
-        the same transaction); raises StorageError after rolling back on failure."""
+    def write(self, batch: BatchToStore, compute_on: ComputeOn | None = None) -> StoredBatch:
+        """Store one batch atomically; raises StorageError after rolling back on failure.
+
+        With derived tables, their recompute (pure polars) runs through ``compute_on`` when given (the
+        daemon hands it to its main thread, so it overlaps the raw insert), else here.
+        """
         now = datetime.now(UTC)
         con = self._con
         clock = self._stream_time  # restored if the batch is rolled back
         _begin(con)
         try:
+            pending: Future[DerivedRows] | None = None
+            before = None
             live_rack, live_gpu = batch.live_rows()
-            before = self.derived.before_insert(live_rack) if self.derived is not None else None
+            if self.derived is not None:
+                before = self.derived.before_insert(live_rack)
+                assumed = before.new_rows(live_rack, live_gpu)
+                if compute_on is not None and not assumed[0].is_empty():
+                    pending = compute_on(partial(self.derived.compute, before, *assumed))
             offered = self._not_archived(batch.rack_rows, batch.archived_before, live_rack.height)
             new_keys = self._insert_frames(offered, now)
             samples = self._insert_samples(batch.gpu_rows, batch.rack_rows.height, new_keys)
             dead = self._insert_dead_letters(batch.dead_letters, now)
             outcomes = _outcomes(batch, new_keys, dead)
             self._advance_offsets(batch, outcomes, now)
-            derived = self._derive(before, batch, live_rack, live_gpu, new_keys, now) if before is not None else None
+            derived = (
+                self._derive(before, pending, batch, live_rack, live_gpu, new_keys, now) if before is not None else None
+            )
             con.execute("COMMIT")
         except Exception as exc:
             self._rolled_back()
@@ -230,6 +245,7 @@ class HistoryWriter:
     def _derive(
         self,
         before: StoredBefore,
+        pending: Future[DerivedRows] | None,
         batch: BatchToStore,
         rack_rows: pl.DataFrame,
         gpu_rows: pl.DataFrame,
@@ -242,7 +258,11 @@ class HistoryWriter:
         if new_keys.height != rack_rows.height:
             rack_rows = rack_rows.join(new_keys, on=FRAME_KEY, how="semi")
             gpu_rows = gpu_rows.join(new_keys, on=FRAME_KEY, how="semi")
-        rows = self.derived.compute(before, rack_rows, gpu_rows) if not rack_rows.is_empty() else None
+        rows = pending.result() if pending is not None else None
+        if rows is None or rows.new_frames != rack_rows.height:
+            # Computed here, or the insert disagreed with the assumed new rows (a stored copy of a frame
+            # outside its window: a corrupt sampled_at): recompute from the rows actually inserted.
+            rows = self.derived.compute(before, rack_rows, gpu_rows) if not rack_rows.is_empty() else None
         if not batch.rack_rows.is_empty():
             # The ground's clock: the newest receive time, never ahead of the wall clock by more than the
             # tolerated skew (one producer's bad timestamp must not make every rack look silent).

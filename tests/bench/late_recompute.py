@@ -9,8 +9,8 @@ in three ways:
 - **full**: with ``DerivedTables`` (the touched minutes, plus the next stored minute after late frames,
   recomputed from raw rows; later windows re-judged; gaps, link state, health now), after the connection
   wrote the first live batch that follows the day (untimed), as in a running daemon. The derived steps alone
-  (``before_insert``, ``compute``, ``after_insert``) are timed inside that same transaction, as the daemon's
-  writer thread runs them;
+  (``before_insert``, ``compute``, ``after_insert``) are timed inside that same transaction. (The daemon
+  overlaps ``compute`` with the raw insert on another thread; here it runs inline, so this is its full cost);
 - **raw**: the same, but the late batch written with ``HistoryWriter(con, None)`` (rows, offsets only):
   full - raw is the recompute;
 - **cold**: full, but as the first write after opening the file (nothing in DuckDB's buffers yet).

@@ -119,8 +119,8 @@ def test_offsets_reach_the_broker_last_and_only_after_duckdb_committed_them(
     events: list[tuple[str, dict[int, int]]] = []
     write = daemon.writer.write
 
-    def recorded_write(batch: BatchToStore) -> StoredBatch:
-        stored = write(batch)
+    def recorded_write(batch: BatchToStore, *args: object, **kwargs: object) -> StoredBatch:
+        stored = write(batch, *args, **kwargs)  # type: ignore[arg-type]
         events.append(("duckdb", {p: progress.next_offset for p, progress in batch.progress.items()}))
         return stored
 
