@@ -9,7 +9,9 @@
     -> commit offsets to Kafka, only after DuckDB committed (replay commits none)
 
 The steps follow ``orbitwatch.steps`` (arroyo's contract). Everything up to ``admit`` runs on the thread
-that polls; ``store`` returns at once, so DuckDB stores batch N while batch N+1 is polled and decoded.
+that polls; ``store`` returns once the writer has read what the batch's recompute needs and the polling
+thread has run that recompute (pure polars, handed back: ``orbitwatch.inflight``) while the raw rows were
+inserted. DuckDB then finishes storing batch N while batch N+1 is polled and decoded.
 
 **Decision: derive and alerts run inside the store's transaction, not as steps ahead of it.** Deriving a
 batch reads the windows, tips and per-rack state that the batch before it wrote; ahead of ``store`` it would

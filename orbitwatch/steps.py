@@ -111,8 +111,9 @@ class RunTask(Generic[T, U]):
 class StoreBatches:
     """Stores each batch in one DuckDB transaction on the writer thread (``InFlightWrite``), one at a time.
 
-    ``submit`` first waits for the write in flight and hands it on, then starts the new one and returns:
-    DuckDB stores batch N while the submitting thread polls and decodes batch N+1. A failed write
+    ``submit`` first waits for the write in flight and hands it on, then starts the new one and returns
+    (after running its handed-back recompute, with derived tables): DuckDB finishes storing batch N while
+    the submitting thread polls and decodes batch N+1. A failed write
     re-raises (``StorageError``) from the ``submit``, ``poll`` or ``join`` that takes it; nothing of it
     is handed on, so its offsets are never committed.
     """
