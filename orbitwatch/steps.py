@@ -113,9 +113,9 @@ class StoreBatches:
 
     ``submit`` first waits for the write in flight and hands it on, then starts the new one and returns
     (after running its handed-back recompute, with derived tables): DuckDB finishes storing batch N while
-    the submitting thread polls and decodes batch N+1. A failed write
-    re-raises (``StorageError``) from the ``submit``, ``poll`` or ``join`` that takes it; nothing of it
-    is handed on, so its offsets are never committed.
+    the submitting thread polls and decodes batch N+1. A failed write re-raises (``StorageError``) from
+    the ``submit``, ``poll`` or ``join`` that takes it; nothing of it is handed on, so its offsets are
+    never committed.
     """
 
     def __init__(self, in_flight: InFlightWrite, next_step: ProcessingStep[FinishedWrite]) -> None:
