@@ -165,8 +165,8 @@ class Daemon:
     def _committed(self, message: Message[FinishedWrite]) -> None:
         """After DuckDB and then Kafka committed a batch (the chain's last step; no write in flight)."""
         finished = message.payload
-        self._observe(finished)
-        self._progress.committed(dict(message.committable), finished.messages)
+        self._observe(message)
+        self._progress.committed(dict(message.committable), message.messages)
         if not self._checkpointed or self.offsets.unsaved_claims:
             self.checkpoint_history()
         if self.retention is not None:  # no batch prepared below this boundary is in flight any more
@@ -174,7 +174,7 @@ class Daemon:
         self.apply_alert_commands()  # alerts CLI: no write in flight now (taken, the next not submitted)
         if self.delivery is not None and self.alerts is not None and self.alerts.last_enqueued:
             self.delivery.wake()
-        self._results.append(BatchResult(finished.messages, finished.stored))
+        self._results.append(BatchResult(message.messages, finished.stored))
 
     def _take_result(self) -> BatchResult | None:
         results, self._results = self._results, []
@@ -351,11 +351,11 @@ class Daemon:
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
 
-    def _observe(self, finished: FinishedWrite) -> None:
-        batch = finished.batch
+    def _observe(self, message: Message[FinishedWrite]) -> None:
+        batch = message.payload.batch
         newest = batch.rack_rows.group_by("satellite_id").agg(pl.col("sampled_at").max())
-        seconds = seconds_since(finished.polled_at)
-        self.metrics.observe_batch(batch.topic, finished.stored, dict(newest.iter_rows()), seconds)
+        seconds = seconds_since(message.polled_at)
+        self.metrics.observe_batch(batch.topic, message.payload.stored, dict(newest.iter_rows()), seconds)
 
 
 def liveness_ok(path: Path, max_age_s: float) -> bool:

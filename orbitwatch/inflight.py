@@ -35,12 +35,11 @@ from storage.writer import BatchToStore, HistoryWriter, StoredBatch
 
 @dataclass(frozen=True, slots=True)
 class FinishedWrite:
-    """A batch that DuckDB committed, with what it stored, the offsets it reached and when its poll started."""
+    """A batch that DuckDB committed, with what it stored and the offsets it reached (its size and poll time
+    travel with the chain's message, ``orbitwatch.steps.Message``)."""
 
     batch: BatchToStore
     stored: StoredBatch
-    messages: int
-    polled_at: float
     reached: Mapping[int, int]
     """The next offset per partition once this batch is stored (what its commit reaches)."""
 
@@ -101,22 +100,22 @@ class InFlightWrite:
         self._future: Future[FinishedWrite] | None = None
         self._handoff = Handoff()
 
-    def submit(self, batch: BatchToStore, messages: int, polled_at: float, reached: Mapping[int, int]) -> None:
+    def submit(self, batch: BatchToStore, reached: Mapping[int, int]) -> None:
         """Start storing ``batch``, then (with derived tables) run its recompute here while the raw rows
         are inserted; the previous write must have been taken with ``finish``."""
         with self._lock:
             if self._future is not None:
                 raise RuntimeError("a write is already in flight; finish() it first")
-            self._future = self._pool.submit(self._write, batch, messages, polled_at, reached)
+            self._future = self._pool.submit(self._write, batch, reached)
         if self._writer.derived is not None:
             self._handoff.serve()
 
-    def _write(self, batch: BatchToStore, messages: int, polled_at: float, reached: Mapping[int, int]) -> FinishedWrite:
+    def _write(self, batch: BatchToStore, reached: Mapping[int, int]) -> FinishedWrite:
         if self._writer.derived is None:  # nothing to hand back: the submitting thread does not wait
-            return FinishedWrite(batch, self._writer.write(batch), messages, polled_at, reached)
+            return FinishedWrite(batch, self._writer.write(batch), reached)
         self._handoff.start()
         try:
-            return FinishedWrite(batch, self._writer.write(batch, self._handoff.request), messages, polled_at, reached)
+            return FinishedWrite(batch, self._writer.write(batch, self._handoff.request), reached)
         finally:
             self._handoff.end()
 

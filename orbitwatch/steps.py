@@ -126,7 +126,7 @@ class StoreBatches:
     def submit(self, message: Message[BatchToStore]) -> None:
         """Hand on the write in flight once DuckDB committed it, then start storing ``message``."""
         self._hand_on()
-        self._in_flight.submit(message.payload, message.messages, message.polled_at, message.committable)
+        self._in_flight.submit(message.payload, message.committable)
         self._message = message
 
     def poll(self) -> None:
