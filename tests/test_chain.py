@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from ingest.codec import FrameDecoder, RawBatch
 from orbitwatch.chain import Prepared, batch_chain
 from orbitwatch.inflight import FinishedWrite, InFlightWrite
-from orbitwatch.steps import CommitOffsets, Message, RunTask
+from orbitwatch.steps import CommitOffsets, Message, ProcessingStep, RunTask
 from storage.database import open_database
 from storage.errors import StorageError
 from storage.writer import HistoryWriter
@@ -41,6 +42,13 @@ def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     connection = open_database(tmp_path / "history.duckdb")
     yield connection
     connection.close()
+
+
+def chain_on(con: duckdb.DuckDBPyConnection, recorder: Recorder, **options: Any) -> ProcessingStep[RawBatch]:
+    """The daemon's chain over a real writer on ``con``, ending in ``recorder`` (``options``: ``batch_chain``'s)."""
+    return batch_chain(
+        FrameDecoder(registry()), lambda: None, InFlightWrite(HistoryWriter(con)), recorder.committed, **options
+    )
 
 
 def batches(count: int, per_batch: int) -> list[RawBatch]:
@@ -78,8 +86,7 @@ def test_each_batch_is_committed_after_duckdb_stored_it_and_when_the_next_arrive
     con: duckdb.DuckDBPyConnection,
 ) -> None:
     recorder = Recorder(con)
-    in_flight = InFlightWrite(HistoryWriter(con))
-    chain = batch_chain(FrameDecoder(registry()), lambda: None, in_flight, recorder.committed, commit=recorder.commit)
+    chain = chain_on(con, recorder, commit=recorder.commit)
     first, second = batches(2, 5)
     chain.submit(Message.of(first, 0.0))
     assert recorder.events == []  # batch 1 in flight: nothing committed yet
@@ -97,14 +104,7 @@ def test_a_refused_batch_stores_nothing_and_commits_nothing(con: duckdb.DuckDBPy
     def refuse(batch: Prepared) -> None:
         raise RuntimeError(f"refused {len(batch.raw)} messages")
 
-    chain = batch_chain(
-        FrameDecoder(registry()),
-        lambda: None,
-        InFlightWrite(HistoryWriter(con)),
-        recorder.committed,
-        admit=refuse,
-        commit=recorder.commit,
-    )
+    chain = chain_on(con, recorder, admit=refuse, commit=recorder.commit)
     with pytest.raises(RuntimeError, match="refused 5 messages"):
         chain.submit(Message.of(batches(1, 5)[0], 0.0))
     chain.join()
@@ -115,7 +115,7 @@ def test_a_refused_batch_stores_nothing_and_commits_nothing(con: duckdb.DuckDBPy
 
 def test_a_failed_write_is_raised_and_its_offsets_never_committed(con: duckdb.DuckDBPyConnection) -> None:
     recorder = Recorder(con)
-    chain = batch_chain(FrameDecoder(registry()), lambda: None, InFlightWrite(HistoryWriter(con)), recorder.committed)
+    chain = chain_on(con, recorder)
     con.execute("BEGIN TRANSACTION")  # the writer cannot begin its own: its write fails
     chain.submit(Message.of(batches(1, 5)[0], 0.0))
     with pytest.raises(StorageError, match="cannot start a transaction"):
@@ -127,13 +127,7 @@ def test_a_failed_write_is_raised_and_its_offsets_never_committed(con: duckdb.Du
 
 def test_replay_stores_no_offsets(con: duckdb.DuckDBPyConnection) -> None:
     recorder = Recorder(con)
-    chain = batch_chain(
-        FrameDecoder(registry()),
-        lambda: None,
-        InFlightWrite(HistoryWriter(con)),
-        recorder.committed,
-        moves_offsets=False,
-    )
+    chain = chain_on(con, recorder, moves_offsets=False)
     for raw in batches(2, 5):
         chain.submit(Message.of(raw, 0.0))
     chain.close()

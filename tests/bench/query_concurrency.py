@@ -84,6 +84,7 @@ from tests.bench.query_latency import (
     code_version,
     daemon_settings,
     exit_on_sigterm,
+    fresh_history_path,
     percentile,
     saved_params,
     working_copy,
@@ -253,10 +254,7 @@ def measure(mode: str, servers: str, dataset: Dataset, messages: int, args: argp
 
 def empty_history(work: Path) -> Path:
     """A new, migrated history file in ``work``."""
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / "history.duckdb"
-    for stale in (path, path.with_name(path.name + ".wal")):
-        stale.unlink(missing_ok=True)
+    path = fresh_history_path(work)
     open_database(path).close()
     return path
 

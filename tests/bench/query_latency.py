@@ -86,12 +86,18 @@ def saved_params(name: str, round_no: int, racks: int) -> Params:
     return {"rack": rack_id((k // RACKS_PER_SATELLITE) % (racks // RACKS_PER_SATELLITE), k % RACKS_PER_SATELLITE)}
 
 
+def fresh_history_path(work: Path) -> Path:
+    """``work``/history.duckdb with no file or WAL left there by an earlier run (``work`` made if missing)."""
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "history.duckdb"
+    for stale in (path, path.with_name(path.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    return path
+
+
 def working_copy(dataset: Dataset, work: Path) -> Path:
     """A fresh, fsynced copy of the dataset's file in ``work`` (refused when the disk would keep under 10 GB)."""
-    work.mkdir(parents=True, exist_ok=True)
-    copy = work / "history.duckdb"
-    for stale in (copy, copy.with_name(copy.name + ".wal")):
-        stale.unlink(missing_ok=True)
+    copy = fresh_history_path(work)
     free = shutil.disk_usage(work).free
     if free - dataset.bytes < 10 * 2**30:
         raise SystemExit(f"{work}: {free / 2**30:.0f} GiB free, the copy needs {dataset.gib:.0f} GiB + 10 GiB spare")
