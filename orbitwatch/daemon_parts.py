@@ -160,6 +160,7 @@ def query_service(
         token=q.token.get_secret_value() if q.token is not None else None,
         nice=q.nice,
         observe=metrics.observe_query,
+        observe_phases=metrics.observe_query_phases,
         queue_timeout_s=q.queue_timeout_s,
         backlog_share=q.backlog_share,
         backlogged=backlogged,

@@ -91,6 +91,14 @@ class DaemonMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        self.query_phase_seconds = Histogram(
+            "orbitwatch_query_phase_seconds",
+            "Where answered queries' time went, by phase (the Server-Timing header's: queue, pace, guard, begin, "
+            "execute, execute_cpu, convert, commit, encode)",
+            ["phase"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
         self.last_batch = Gauge("orbitwatch_last_batch_timestamp_seconds", "When the last batch committed", registry=r)
         self.notifications_pending = Gauge(
             "orbitwatch_notifications_pending",
@@ -138,6 +146,11 @@ class DaemonMetrics:
         """Count one served query and its duration."""
         self.queries.labels(outcome=outcome).inc()
         self.query_seconds.observe(seconds)
+
+    def observe_query_phases(self, phases: Mapping[str, float]) -> None:
+        """Add one answered query's phases (seconds by name) to ``orbitwatch_query_phase_seconds``."""
+        for phase, seconds in phases.items():
+            self.query_phase_seconds.labels(phase=phase).observe(seconds)
 
     def serve(self, host: str, port: int) -> int:
         """Start the HTTP endpoint in a daemon thread; returns the bound port."""

@@ -3,12 +3,15 @@
 client = QueryClient.discover(Path("data/orbitwatch.duckdb"))   # or QueryClient("http://127.0.0.1:9465")
 frame = client.saved("hottest-racks", {"hours": 6})            # a polars DataFrame, over Arrow IPC
 frame = client.query("SELECT count(*) AS racks FROM fleet_health_now")
+timed = client.saved_timed("rising-ecc")                       # and where its time went in the daemon
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,15 @@ from orbitwatch.errors import QueryServiceError
 from orbitwatch.result_formats import WireFormat, decode
 
 Params = dict[str, int | float | str]
+
+
+@dataclass(frozen=True, slots=True)
+class TimedResult:
+    """A result and the daemon's account of its time: ``phases`` in seconds by name, from the answer's
+    ``Server-Timing`` header (queue, pace, guard, begin, execute, execute_cpu, convert, commit, encode)."""
+
+    frame: pl.DataFrame
+    phases: dict[str, float]
 
 
 class QueryClient:
@@ -50,10 +62,21 @@ class QueryClient:
         """Run the saved query ``name`` with ``params`` over its defaults."""
         return decode(self.fetch(saved=name, params=params, fmt="arrow"), "arrow")
 
+    def saved_timed(self, name: str, params: Params | None = None) -> TimedResult:
+        """``saved(name, params)`` with the phases the daemon reported for it."""
+        response = self._post(saved=name, params=params, fmt="arrow")
+        phases = parse_server_timing(response.headers.get("Server-Timing"))
+        return TimedResult(decode(response.content, "arrow"), phases)
+
     def fetch(
         self, sql: str | None = None, *, saved: str | None = None, params: Params | None = None, fmt: WireFormat
     ) -> bytes:
         """The raw result body in ``fmt`` (json, csv, arrow or parquet): of ``sql``, or of a saved query."""
+        return self._post(sql, saved=saved, params=params, fmt=fmt).content
+
+    def _post(
+        self, sql: str | None = None, *, saved: str | None = None, params: Params | None = None, fmt: WireFormat
+    ) -> httpx.Response:
         body: dict[str, Any] = {"params": params or {}, "format": fmt}
         if saved is not None:
             path = f"/v1/saved/{saved}"
@@ -65,7 +88,7 @@ class QueryClient:
             raise QueryServiceError("unreachable", f"query service at {self.url}: {exc}") from exc
         if response.status_code != 200:
             raise _error(response)
-        return response.content
+        return response
 
     def status(self) -> dict[str, Any]:
         """The daemon's ``/v1/status``: broker, partitions, ``last_commit``, ``messages_committed``."""
@@ -101,6 +124,20 @@ class QueryClient:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def parse_server_timing(header: str | None) -> dict[str, float]:
+    """A ``Server-Timing`` header's metrics as seconds by name (``name;dur=ms``; metrics without ``dur`` and
+    parts that do not parse are left out)."""
+    phases: dict[str, float] = {}
+    for metric in (header or "").split(","):
+        name, *params = (part.strip() for part in metric.split(";"))
+        for param in params:
+            key, _, value = param.partition("=")
+            if name and key.strip() == "dur":
+                with contextlib.suppress(ValueError):
+                    phases[name] = float(value) / 1000
+    return phases
 
 
 def _error(response: httpx.Response) -> QueryServiceError:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
@@ -138,10 +140,29 @@ def wire_format(value: object) -> WireFormat:
     return cast(WireFormat, value)
 
 
-def result_answer(result: GuardedResult, fmt: WireFormat) -> Answer:
-    """A query's rows in ``fmt``, with their count and seconds in headers."""
-    headers = (("X-Orbitwatch-Rows", str(result.frame.height)), ("X-Orbitwatch-Seconds", f"{result.elapsed_s:.4f}"))
-    return Answer(HTTPStatus.OK, CONTENT_TYPES[fmt], encode(result.frame, fmt), headers)
+PhaseObserver = Callable[[Mapping[str, float]], None]
+"""Called with each answered query's phases (seconds by name: ``GuardedResult.phases``, the service's waits
+before it, and ``encode``), e.g. for metrics."""
+
+
+def result_answer(result: GuardedResult, fmt: WireFormat, observe: PhaseObserver | None = None) -> Answer:
+    """A query's rows in ``fmt``, with their count, seconds and phases (``Server-Timing``) in headers."""
+    began = time.perf_counter()
+    body = encode(result.frame, fmt)
+    phases = {**result.phases, "encode": time.perf_counter() - began}
+    if observe is not None:
+        observe(phases)
+    headers = (
+        ("X-Orbitwatch-Rows", str(result.frame.height)),
+        ("X-Orbitwatch-Seconds", f"{result.elapsed_s:.4f}"),
+        ("Server-Timing", server_timing(phases)),
+    )
+    return Answer(HTTPStatus.OK, CONTENT_TYPES[fmt], body, headers)
+
+
+def server_timing(phases: Mapping[str, float]) -> str:
+    """``phases`` (seconds) as a W3C ``Server-Timing`` header value: ``name;dur=milliseconds, ...``."""
+    return ", ".join(f"{name};dur={seconds * 1000:.3f}" for name, seconds in phases.items())
 
 
 def json_answer(status: HTTPStatus, value: object) -> Answer:

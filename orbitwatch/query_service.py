@@ -33,6 +33,7 @@ every endpoint but health and the OpenAPI description needs ``Authorization: Bea
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
 import logging
 import os
@@ -52,6 +53,7 @@ from orbitwatch.errors import DiscoveryFileError, ServiceError
 from orbitwatch.http_edge import HttpEdge, HttpLimits
 from orbitwatch.query_http import (
     Answer,
+    PhaseObserver,
     Request,
     allow,
     error_answer,
@@ -90,6 +92,7 @@ class QueryService:
         nice: int = 0,
         views: ArchiveViews | None = None,
         observe: Observer | None = None,
+        observe_phases: PhaseObserver | None = None,
         queue_timeout_s: float = 120.0,
         backlog_share: float = 1.0,
         backlogged: Callable[[], bool] = lambda: False,
@@ -113,6 +116,7 @@ class QueryService:
         )
         self._paced_until = 0.0  # monotonic: while backlogged, no query starts before it
         self._observe = observe
+        self._observe_phases = observe_phases
         self._cursors: queue.Queue[duckdb.DuckDBPyConnection] = queue.Queue()
         self._all = [con.cursor() for _ in range(max_concurrent)]  # made before any other thread uses con
         for cursor in self._all:
@@ -125,16 +129,20 @@ class QueryService:
     # -- queries -----------------------------------------------------------------------------------------
 
     def run(self, sql: str, parameters: Parameters | None = None) -> GuardedResult:
-        """One guarded query on a free cursor (waits up to the timeout for one, then ``busy``)."""
+        """One guarded query on a free cursor (waits up to the timeout for one, then ``busy``); its phases
+        begin with ``queue`` (waiting for a cursor) and ``pace`` (waiting for its share of a backlog)."""
         started = time.perf_counter()
         outcome = "ok"
         try:
             with self._cursor() as cursor:
+                slot = time.perf_counter()
                 self._wait_for_pace(started + self._queue_timeout_s)
                 executing = time.perf_counter()
                 try:
                     prepare = self._views.prepare if self._views is not None else None
-                    return run_guarded(cursor, sql, parameters, self.limits, prepare)
+                    result = run_guarded(cursor, sql, parameters, self.limits, prepare)
+                    waits = {"queue": slot - started, "pace": executing - slot}
+                    return dataclasses.replace(result, phases={**waits, **result.phases})
                 except Exception:
                     if self._views is not None:
                         self._views.forget(cursor)  # rolled back, and the archive's views with it
@@ -315,10 +323,10 @@ class QueryService:
             if params is not None and not is_parameters(params):
                 raise ServiceError("bad_request", '"params" must be an object of name: number or string')
             self.lower_priority()
-            return result_answer(self.run(sql, params), fmt)
+            return result_answer(self.run(sql, params), fmt, self._observe_phases)
         name = path.removeprefix("/v1/saved/")
         given = args.get("params", {}) if method == "POST" else args
         if not isinstance(given, dict):
             raise ServiceError("bad_request", '"params" must be an object of name: value')
         self.lower_priority()
-        return result_answer(self.run_saved(name, {k: str(v) for k, v in given.items()}), fmt)
+        return result_answer(self.run_saved(name, {k: str(v) for k, v in given.items()}), fmt, self._observe_phases)

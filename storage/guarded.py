@@ -44,6 +44,7 @@ _LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*(\w*)", re.DOTALL)
 _READ_LEADS = {"PIVOT", "UNPIVOT", "SELECT", "FROM", "WITH"}  # what a read-only MULTI may begin with
 _FORBIDDEN_CALL = re.compile(rf"\b({'|'.join(sorted(_FORBIDDEN_FUNCTIONS))})\b\W*\(", re.IGNORECASE)  # quoted or not
 _BATCH_ROWS = 65_536
+_STEPS = ("guard", "begin", "execute", "convert", "commit")
 Parameters = dict[str, int | float | str]
 
 
@@ -58,10 +59,23 @@ class QueryLimits:
 
 @dataclass(frozen=True, slots=True)
 class GuardedResult:
-    """A query's result and how long it took (execution plus fetching)."""
+    """A query's result and where its time went.
+
+    ``phases`` maps each step to its seconds, in order: ``guard`` (parsing the statement and checking it is
+    a read), ``begin`` (the snapshot and the archive's views), ``execute`` (DuckDB running the query and
+    handing over its Arrow batches), ``convert`` (Arrow to polars) and ``commit``. ``execute_cpu`` is the CPU
+    this thread used during ``execute``: with DuckDB on one thread (the daemon's default while processing
+    is on) the calling thread does all of DuckDB's work, so ``execute - execute_cpu`` is time the query
+    was ready to run but waited (for a core, for the GIL while batches were handed over, or for a lock).
+    """
 
     frame: pl.DataFrame
-    elapsed_s: float
+    phases: dict[str, float]
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds from the guard to the commit."""
+        return sum(s for name, s in self.phases.items() if name in _STEPS)
 
 
 def check_read_only(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -105,8 +119,9 @@ def run_guarded(
     DuckDB's own errors become ``QueryError`` with its message; guard refusals ``QueryRefusedError``; the
     transaction is then rolled back.
     """
+    clock = _Clock()
     check_read_only(cursor, sql)
-    started = time.perf_counter()
+    clock.lap("guard")
     cursor.execute("BEGIN TRANSACTION READ ONLY")
     committed = False
     try:
@@ -114,8 +129,14 @@ def run_guarded(
             try:
                 if prepare is not None:
                     prepare(cursor)
+                clock.lap("begin")
+                cpu = time.thread_time()
                 relation = cursor.sql(sql, params=parameters) if parameters else cursor.sql(sql)
-                frame = _fetch(relation, limits) if relation is not None else pl.DataFrame()
+                batches = _fetch(relation, limits) if relation is not None else None
+                clock.lap("execute")
+                clock.phases["execute_cpu"] = time.thread_time() - cpu
+                frame = _frame(batches) if batches is not None else pl.DataFrame()
+                clock.lap("convert")
             except duckdb.InterruptException:
                 if deadline.fired:
                     raise QueryRefusedError(
@@ -128,13 +149,27 @@ def run_guarded(
                 raise QueryError(str(exc)) from exc
         cursor.execute("COMMIT")  # nothing written; keeps the TEMP views ``prepare`` made for the next query
         committed = True
+        clock.lap("commit")
     finally:
         if not committed:
             _rollback(cursor)
-    return GuardedResult(frame, time.perf_counter() - started)
+    return GuardedResult(frame, clock.phases)
 
 
-def _fetch(relation: duckdb.DuckDBPyRelation, limits: QueryLimits) -> pl.DataFrame:
+class _Clock:
+    """Seconds per step: ``lap(name)`` charges the time since the previous lap to ``name``."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = now - self._last
+        self._last = now
+
+
+def _fetch(relation: duckdb.DuckDBPyRelation, limits: QueryLimits) -> pa.Table:
     reader = relation.to_arrow_reader(_BATCH_ROWS)
     try:
         return _collect(reader, limits)
@@ -142,7 +177,7 @@ def _fetch(relation: duckdb.DuckDBPyRelation, limits: QueryLimits) -> pl.DataFra
         reader.close()  # a pending result would keep the transaction from rolling back
 
 
-def _collect(reader: pa.RecordBatchReader, limits: QueryLimits) -> pl.DataFrame:
+def _collect(reader: pa.RecordBatchReader, limits: QueryLimits) -> pa.Table:
     batches, rows, size = [], 0, 0
     for batch in _batches(reader):
         rows += batch.num_rows
@@ -160,7 +195,11 @@ def _collect(reader: pa.RecordBatchReader, limits: QueryLimits) -> pl.DataFrame:
                 "select fewer columns or rows",
             )
         batches.append(batch)
-    frame = pl.from_arrow(pa.Table.from_batches(batches, schema=reader.schema))
+    return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)  # a Table always converts to a DataFrame
     return frame
 

@@ -19,7 +19,8 @@ import pytest
 
 from orbitwatch.discovery import discovery_path
 from orbitwatch.errors import ConfigError, DiscoveryFileError, QueryServiceError
-from orbitwatch.query_client import QueryClient
+from orbitwatch.query_client import QueryClient, parse_server_timing
+from orbitwatch.query_http import server_timing
 from orbitwatch.query_service import QueryService
 from orbitwatch.result_formats import CONTENT_TYPES, WIRE_FORMATS, decode
 from orbitwatch.services import QueryEndpoint
@@ -27,6 +28,7 @@ from storage.database import open_database
 from storage.guarded import QueryLimits
 
 LIMITS = QueryLimits(timeout_s=1.0, max_rows=1_000, max_bytes=1_000_000)
+PHASES = ("queue", "pace", "guard", "begin", "execute", "execute_cpu", "convert", "commit", "encode")
 
 
 @pytest.fixture
@@ -229,6 +231,58 @@ def test_queries_are_paced_to_their_share_while_the_daemon_catches_up(
             assert time.perf_counter() - unpaced < took / 2  # caught up: no pacing
     finally:
         service.stop()
+
+
+def test_each_answer_says_where_its_time_went(history: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    """Server-Timing and the metrics observer get the same phases: a query kept waiting for the only slot
+    shows it as ``queue``, one paced behind a slow query as ``pace``, and a slow query's time is DuckDB's."""
+    backlog = threading.Event()
+    observed: list[dict[str, float]] = []
+    service, url = serve(
+        history,
+        tmp_path,
+        max_concurrent=1,
+        backlog_share=0.5,
+        backlogged=backlog.is_set,
+        queue_timeout_s=5.0,
+        observe_phases=lambda phases: observed.append(dict(phases)),
+    )
+    slow = "SELECT count(*) FROM range(60000000) a WHERE a % 7 = 3"
+    history.execute("SET threads = 1")  # as the daemon runs DuckDB while processing is on
+
+    def timed(sql: str) -> dict[str, float]:
+        response = httpx.post(f"{url}/v1/query", json={"sql": sql, "format": "json"}, timeout=30)
+        assert response.status_code == 200, response.text
+        return parse_server_timing(response.headers["Server-Timing"])
+
+    try:
+        phases = timed(slow)
+        assert list(phases) == [*PHASES]
+        assert phases == pytest.approx(observed[-1], abs=1e-5)  # the header's ms have 3 decimals
+        wall = sum(seconds for name, seconds in phases.items() if name != "execute_cpu")  # the others add up
+        assert phases["execute"] > 0.5 * wall  # the time went to DuckDB...
+        assert 0.5 * phases["execute"] < phases["execute_cpu"] <= phases["execute"] * 1.05  # ...on this thread
+        with service._cursor():  # the only slot, held for a while by "another query"
+            release = threading.Timer(0.4, lambda: None)
+            waiter = threading.Thread(target=lambda: observed.append(timed("SELECT 1")))
+            waiter.start()
+            release.start()
+            release.join()
+        waiter.join()
+        assert observed[-1]["queue"] >= 0.3
+        backlog.set()
+        took = timed(slow)["execute"]
+        assert timed("SELECT 1")["pace"] >= 0.8 * took  # share 0.5: waits about as long as the slow query ran
+    finally:
+        service.stop()
+
+
+def test_server_timing_reads_back_what_the_service_wrote() -> None:
+    header = server_timing({"queue": 0.0, "execute": 0.012345, "encode": 2.5})
+    assert header == "queue;dur=0.000, execute;dur=12.345, encode;dur=2500.000"
+    assert parse_server_timing(header) == pytest.approx({"queue": 0.0, "execute": 0.012345, "encode": 2.5})
+    assert parse_server_timing('cache;desc="hit", db;dur=x, app;dur=5') == {"app": 0.005}
+    assert parse_server_timing(None) == {}
 
 
 def test_a_turn_that_never_comes_is_busy_not_a_hang(history: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:

@@ -71,6 +71,9 @@ from tests.bench.history_30d import RACKS_PER_SATELLITE, Dataset, ensure, stream
 
 QUERIES = tuple(SAVED_QUERIES)
 PHASES = ("idle", "live", "backlog")
+COMPONENTS = ("queue", "pace", "guard", "begin", "execute", "execute_cpu", "convert", "commit", "encode", "http")
+"""Where a query's time goes: the daemon's phases (its ``Server-Timing``), and ``http``: the rest of the
+client's wall-clock time (HTTP, Arrow transfer, decoding to polars). ``execute_cpu`` is part of ``execute``."""
 DEFAULT_DATASET = Path("/tmp/ow-bench/h30")
 DEFAULT_WORK = Path("/tmp/ow-bench/work")
 
@@ -271,6 +274,8 @@ class Phase:
 
     name: str
     ms: dict[str, list[float]] = field(default_factory=lambda: {q: [] for q in QUERIES})
+    parts: dict[str, list[dict[str, float]]] = field(default_factory=lambda: {q: [] for q in QUERIES})
+    """Per query, each counted request's components (ms, ``COMPONENTS``), in the order of ``ms``."""
     rows: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     rounds: int = 0
@@ -280,6 +285,26 @@ class Phase:
         """The ``q`` quantile of ``query``'s latencies (NaN without any)."""
         values = self.ms[query]
         return percentile(values, q) if values else float("nan")
+
+    def breakdown(self, query: str) -> dict[str, tuple[float, float]]:
+        """Per component (ms): its median over ``query``'s requests, and its mean over the slowest twentieth
+        (the requests at or over the p95), which tells what the p95 is made of."""
+        parts, ms = self.parts[query], self.ms[query]
+        if not parts:
+            return {c: (float("nan"), float("nan")) for c in COMPONENTS}
+        p95 = self.p(query, 0.95)
+        tail = [part for part, total in zip(parts, ms, strict=True) if total >= p95] or parts
+        return {
+            c: (statistics.median(p.get(c, 0.0) for p in parts), statistics.fmean(p.get(c, 0.0) for p in tail))
+            for c in COMPONENTS
+        }
+
+
+def components(server_s: dict[str, float], elapsed_ms: float) -> dict[str, float]:
+    """One request's ``COMPONENTS`` in ms: the daemon's phases, and ``http`` the rest of ``elapsed_ms``."""
+    parts = {name: seconds * 1000 for name, seconds in server_s.items()}
+    parts["http"] = elapsed_ms - sum(ms for name, ms in parts.items() if name != "execute_cpu")
+    return parts
 
 
 def run_rounds(
@@ -306,7 +331,7 @@ def run_rounds(
         for name in order:
             began = time.perf_counter()
             try:
-                frame = client.saved(name, saved_params(name, round_no, racks))
+                timed = client.saved_timed(name, saved_params(name, round_no, racks))
             except QueryServiceError as exc:
                 phase.errors.append(f"{name}: {exc.kind}: {exc}")
                 continue
@@ -315,7 +340,8 @@ def run_rounds(
                 break
             if round_no > 0:
                 phase.ms[name].append(elapsed_ms)
-                phase.rows[name] = frame.height
+                phase.parts[name].append(components(timed.phases, elapsed_ms))
+                phase.rows[name] = timed.frame.height
                 last = (time.perf_counter(), ingested())
         else:
             phase.rounds += round_no > 0
@@ -458,14 +484,35 @@ def report(runs: list[list[Phase]], dataset: Dataset) -> dict[str, object]:
     counted = {p: [r[i].rounds for r in runs] for i, p in enumerate(PHASES)}
     errors = sum(len(phase.errors) for r in runs for phase in r)
     print(f"rounds counted per run: {counted}; errors: {errors}")
+    breakdown = report_breakdown(runs)
     return {
         "dataset": dataset.describe(),
         "p50_p95_ms": table,
         "ingest_samples_per_s": rates,
+        "breakdown_ms": breakdown,
         "rounds": counted,
         "errors": errors,
         "rows": rows,
     }
+
+
+def report_breakdown(runs: list[list[Phase]]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Print, per phase, where each query's time went (ms: median / mean of the slowest twentieth, each the
+    median over runs); return it by phase, query and component."""
+    table: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for i, phase in enumerate(PHASES):
+        print(f"\n{phase}: where the time went, ms (median request / mean of the slowest 5%), medians of runs")
+        print(f"{'saved query':<22}" + "".join(f"{c:>15}" for c in COMPONENTS))
+        table[phase] = {}
+        for name in QUERIES:
+            each = [r[i].breakdown(name) for r in runs]
+            table[phase][name] = {
+                c: [round(median([b[c][0] for b in each]), 1), round(median([b[c][1] for b in each]), 1)]
+                for c in COMPONENTS
+            }
+            cells = "".join(f"{f'{a:,.1f} / {b:,.0f}':>15}" for a, b in table[phase][name].values())
+            print(f"{name:<22}{cells}")
+    return table
 
 
 def main() -> None:
