@@ -52,6 +52,7 @@ from processing.rows import FRAME_KEY
 from processing.tips import WindowTips
 from processing.windows import WINDOW_KEY, WindowTables, compute_windows, judge_racks
 from storage.database import insert_rows, table_columns
+from storage.ecc_hours import ACCOUNTED, EccHours
 from storage.open_windows import KEY_SCHEMA, HeldWindows
 from storage.tables import GPU_WINDOWS_1M, RACK_WINDOWS_1M, TENANT_MINUTES
 
@@ -157,6 +158,12 @@ def _with_held(read: pl.DataFrame, held: pl.DataFrame) -> pl.DataFrame:
     return read if held.is_empty() else pl.concat([read, held.select(read.columns).cast(read.schema)])
 
 
+def _earliest(rows: pl.DataFrame) -> datetime:
+    """The earliest ``window_start`` of ``rows`` (the end of time for none)."""
+    earliest = rows["window_start"].min() if not rows.is_empty() else None
+    return earliest if isinstance(earliest, datetime) else datetime.max.replace(tzinfo=UTC)
+
+
 def _utc(frame: pl.DataFrame) -> pl.DataFrame:
     """DuckDB hands TIMESTAMPTZ out as Etc/UTC; the processing functions use UTC."""
     zoned = [n for n, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone is not None]
@@ -197,6 +204,8 @@ class DerivedTables:
         self._pending_written_at: datetime | None = None
         self.last_now: pl.DataFrame = pl.DataFrame()
         """The latest "now" judgement (``NOW_COLUMNS``), for alert rules of scope ``rack_now``."""
+        self.ecc_hours = EccHours(con)
+        """``gpu_ecc_hours``, rolled and accounted as GPU windows are written (``storage.ecc_hours``)."""
 
     def committed(self) -> None:
         """The writer committed: the state changed in its transaction becomes the state."""
@@ -208,9 +217,11 @@ class DerivedTables:
             self._held, self._pending_held = self._pending_held, None
         if self._pending_written_at is not None:
             self._written_at, self._pending_written_at = self._pending_written_at, None
+        self.ecc_hours.committed()
 
     def rolled_back(self) -> None:
         """The writer rolled back: forget the state changed in its transaction."""
+        self.ecc_hours.rolled_back()
         self._pending = {}
         self._pending_tips = None
         self._pending_held = None
@@ -552,6 +563,10 @@ class DerivedTables:
             if not rows.later.is_empty():
                 self._replace("rack_windows_1m", rows.later.select(WINDOW_KEY), rows.later.with_columns(stamp))
             self._pending_tips = rows.tips
+            if not rows.gpu.is_empty():
+                newest = rows.gpu["window_start"].max()
+                assert isinstance(newest, datetime)
+                self.ecc_hours.roll(newest)
             gaps_open = self._update_gaps(new_frames, before.keys, before.bounds, now)
             self._update_link(new_frames)
         changes = self.refresh_now(as_of, now, rows) if as_of is not None else 0
@@ -622,18 +637,25 @@ class DerivedTables:
         )
 
     def _replace(self, table: str, windows: pl.DataFrame, rows: pl.DataFrame) -> None:
-        """Delete ``windows``' rows of ``table`` and insert ``rows`` in their place."""
+        """Delete ``windows``' rows of ``table`` and insert ``rows`` in their place (GPU windows of covered
+        hours accounted in ``gpu_ecc_hours``)."""
+        accounted = table == "gpu_windows_1m"
+        replaced: list[pl.DataFrame] = []
         self._con.register("gone", windows.select(WINDOW_KEY))
         try:
             for low, high in _ranges(windows, timedelta(0), timedelta(0)):
-                self._con.execute(
-                    f"""DELETE FROM {table} t WHERE t.window_start >= ? AND t.window_start <= ? AND EXISTS
-                    (SELECT 1 FROM gone g WHERE g.rack_id = t.rack_id AND g.window_start = t.window_start)""",
-                    [low, high],
-                )
+                delete = f"""DELETE FROM {table} t WHERE t.window_start >= ? AND t.window_start <= ? AND EXISTS
+                    (SELECT 1 FROM gone g WHERE g.rack_id = t.rack_id AND g.window_start = t.window_start)"""
+                if accounted and self.ecc_hours.covers(low):  # the replaced windows are subtracted
+                    returning = f"{delete} RETURNING {', '.join(ACCOUNTED)}"
+                    replaced.append(self._con.sql(returning, params=[low, high]).pl())
+                else:
+                    self._con.execute(delete, [low, high])
         finally:
             self._con.unregister("gone")
         insert_rows(self._con, table, self._columns[table], rows)
+        if accounted and (replaced or self.ecc_hours.covers(_earliest(rows))):
+            self.ecc_hours.account(pl.concat(replaced) if replaced else rows.clear(), rows)
 
     def _update_gaps(self, new_frames: pl.DataFrame, keys: pl.DataFrame, bounds: pl.DataFrame, now: datetime) -> int:
         """Fold the new frames into the open gaps and sequence bounds of their racks and epochs."""

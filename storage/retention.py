@@ -9,7 +9,8 @@ Decisions:
 - **The cutoff counts back from the newest stored data** (``max(rack_frames.sampled_at)``), not from the
   wall clock, so a backlog, a copy or a simulated history behaves the same as a live stream. Raw tables
   (``rack_frames``, ``gpu_samples``) keep the newest day and ``raw_days`` whole days before it; rollups
-  (``gpu_windows_1m``, ``rack_windows_1m``, ``tenant_minutes``, ``rack_health_log`` by ``as_of``) keep
+  (``gpu_windows_1m``, ``rack_windows_1m``, ``tenant_minutes``, ``rack_health_log`` by ``as_of``,
+  ``gpu_ecc_hours`` by ``hour``) keep
   ``rollup_days``. State tables (gaps, link, health now, offsets, alerts, dead letters) are never archived.
 - **One transaction per (table, day)**: ``COPY`` the day's rows to ``part-….parquet.tmp``, fsync, rename
   to ``.parquet``, ``DELETE`` the same rows, log the file in ``archive_log``, ``COMMIT``. ``COPY`` and
@@ -64,6 +65,7 @@ ARCHIVED_TABLES: tuple[ArchivedTable, ...] = (
     ArchivedTable("rack_windows_1m", "window_start", raw=False),
     ArchivedTable("tenant_minutes", "window_start", raw=False),
     ArchivedTable("rack_health_log", "as_of", raw=False),
+    ArchivedTable("gpu_ecc_hours", "hour", raw=False),
 )
 RAW_TABLES = tuple(t.name for t in ARCHIVED_TABLES if t.raw)
 

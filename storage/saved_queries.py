@@ -39,6 +39,15 @@ class SavedQuery:
 
 
 HOURS = Parameter(int, 6, "hours back from the newest data")
+RISING_ECC_FROM_MINUTES = f"""SELECT rack_id, node, gpu, sum(ecc_dbe_inc) AS double_bit, sum(ecc_sbe_inc) AS single_bit,
+    round(sum(ecc_sbe_inc) * 3600 / nullif(sum(samples), 0), 1) AS single_bit_per_hour,
+    max(window_start) AS last_minute
+FROM gpu_rollups_1m
+WHERE window_start > {_NEWEST} - to_hours($hours::BIGINT)
+GROUP BY ALL HAVING sum(ecc_dbe_inc) > 0 OR sum(ecc_sbe_inc) >= $min_single_bit
+ORDER BY double_bit DESC, single_bit DESC, rack_id, node, gpu LIMIT $limit"""
+"""What ``rising-ecc`` answers, defined over the minute windows alone (its definition until schema version 8,
+kept as the reference its answers are tested against)."""
 SAVED_QUERIES: dict[str, SavedQuery] = {
     q.name: q
     for q in (
@@ -57,12 +66,41 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
         SavedQuery(
             "rising-ecc",
             "GPUs with single- or double-bit ECC errors over the last hours, most first.",
-            f"""SELECT rack_id, node, gpu, sum(ecc_dbe_inc) AS double_bit, sum(ecc_sbe_inc) AS single_bit,
-                round(sum(ecc_sbe_inc) * 3600 / nullif(sum(samples), 0), 1) AS single_bit_per_hour,
-                max(window_start) AS last_minute
-            FROM gpu_rollups_1m
-            WHERE window_start > {_NEWEST} - to_hours($hours::BIGINT)
-            GROUP BY ALL HAVING sum(ecc_dbe_inc) > 0 OR sum(ecc_sbe_inc) >= $min_single_bit
+            # The GPU windows' sums per GPU, read from gpu_ecc_hours for the whole hours it covers and from
+            # the minute windows for the rest (storage.ecc_hours): the answer of the same sums over the
+            # minutes alone (RISING_ECC_FROM_MINUTES), without reading a day of GPU-minute windows.
+            f"""WITH bounds AS (
+                SELECT after, hours_from, greatest(hours_from, hours_before) AS hours_until FROM (
+                    SELECT after, greatest(to_timestamp(floor(epoch(after) / 3600) * 3600 + 3600),
+                            coalesce(covered_from, 'infinity'::TIMESTAMPTZ)) AS hours_from,
+                        coalesce(complete_before, '-infinity'::TIMESTAMPTZ) AS hours_before
+                    FROM (SELECT {_NEWEST} - to_hours($hours::BIGINT) AS after),
+                    -- the hours every shard covers (open_shards unions each shard's row; NULL: none yet)
+                    (SELECT CASE WHEN count(covered_from) = count(*) THEN max(covered_from) END AS covered_from,
+                        min(complete_before) AS complete_before FROM rollup_marks WHERE name = 'gpu_ecc_hours'))),
+            minutes AS (
+                SELECT rack_id, node, gpu, window_start, samples, ecc_sbe_inc, ecc_dbe_inc FROM gpu_rollups_1m
+                WHERE window_start > (SELECT after FROM bounds) AND window_start < (SELECT hours_from FROM bounds)
+                UNION ALL
+                SELECT rack_id, node, gpu, window_start, samples, ecc_sbe_inc, ecc_dbe_inc FROM gpu_rollups_1m
+                WHERE window_start > (SELECT after FROM bounds)
+                    AND window_start >= (SELECT hours_until FROM bounds)),
+            terms AS (
+                SELECT rack_id, node, gpu, samples, coalesce(ecc_sbe_inc, 0) AS sbe,
+                    (ecc_sbe_inc IS NOT NULL)::BIGINT AS sbe_minutes, coalesce(ecc_dbe_inc, 0) AS dbe,
+                    (ecc_dbe_inc IS NOT NULL)::BIGINT AS dbe_minutes, window_start AS last_minute
+                FROM minutes
+                UNION ALL
+                SELECT rack_id, node, gpu, samples, ecc_sbe_inc, ecc_sbe_minutes, ecc_dbe_inc, ecc_dbe_minutes,
+                    last_minute
+                FROM gpu_ecc_hours
+                WHERE hour >= (SELECT hours_from FROM bounds) AND hour < (SELECT hours_until FROM bounds))
+            SELECT rack_id, node, gpu, CASE WHEN sum(dbe_minutes) > 0 THEN sum(dbe) END AS double_bit,
+                CASE WHEN sum(sbe_minutes) > 0 THEN sum(sbe) END AS single_bit,
+                round(single_bit * 3600 / nullif(sum(samples), 0), 1) AS single_bit_per_hour,
+                max(last_minute) AS last_minute
+            FROM terms
+            GROUP BY rack_id, node, gpu HAVING double_bit > 0 OR single_bit >= $min_single_bit
             ORDER BY double_bit DESC, single_bit DESC, rack_id, node, gpu LIMIT $limit""",
             {
                 "hours": Parameter(int, 24, "hours back from the newest data"),

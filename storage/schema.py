@@ -20,6 +20,8 @@ Tables (columns are documented in the README):
   backup, a lost WAL) still knows the partition was its own and reads it again.
 - v7, alerting: ``alert_audit``: operators' alert commands, who asked and when, applied or rejected
   (``alerting.audit``).
+- v8, derived: ``gpu_ecc_hours``: the GPU windows' samples and ECC increments per GPU and hour, and
+  ``rollup_marks``: which hours it covers (``storage.ecc_hours``; the saved query ``rising-ecc`` reads it).
 
 **Migrations are frozen; declarations are current.** A migration's statements are the text it ran, kept
 verbatim (here and in ``storage.alert_schema``) and never rendered from a declaration: a fresh database
@@ -416,6 +418,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(7, "alerting: the audit of operators' alert commands (who, when, what came of it)", (AUDIT_DDL,)),
+    Migration(
+        8,
+        "derived: GPU samples and ECC increments per hour, and the hours they cover",
+        (
+            """CREATE TABLE gpu_ecc_hours (
+                rack_id VARCHAR NOT NULL,
+                node INTEGER NOT NULL,
+                gpu INTEGER NOT NULL,
+                hour TIMESTAMPTZ NOT NULL,
+                minutes BIGINT NOT NULL,
+                samples BIGINT NOT NULL,
+                ecc_sbe_inc BIGINT NOT NULL,
+                ecc_sbe_minutes BIGINT NOT NULL,
+                ecc_dbe_inc BIGINT NOT NULL,
+                ecc_dbe_minutes BIGINT NOT NULL,
+                last_minute TIMESTAMPTZ)""",
+            """CREATE TABLE rollup_marks (
+                name VARCHAR NOT NULL,
+                covered_from TIMESTAMPTZ,
+                complete_before TIMESTAMPTZ,
+                PRIMARY KEY (name))""",
+            "INSERT INTO rollup_marks VALUES ('gpu_ecc_hours', NULL, NULL)",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

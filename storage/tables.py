@@ -204,6 +204,33 @@ RACK_WINDOWS_1M = Table(
 )
 """Per rack and minute: the GPU windows rolled up, the bus and thermal readings, health (``storage.derived``)."""
 
+GPU_ECC_HOURS = Table(
+    "gpu_ecc_hours",
+    (
+        Column("rack_id", _S),
+        Column("node", _I32),
+        Column("gpu", _I32),
+        Column("hour", _UTC),
+        Column("minutes", _I64),
+        Column("samples", _I64),
+        Column("ecc_sbe_inc", _I64),
+        Column("ecc_sbe_minutes", _I64),
+        Column("ecc_dbe_inc", _I64),
+        Column("ecc_dbe_minutes", _I64),
+        Column("last_minute", _UTC, nullable=True),
+    ),
+)
+"""Additive rows per GPU and hour of ``gpu_windows_1m`` (``storage.ecc_hours``): GPU-minute windows, samples,
+the ECC increments' sums (nulls as 0) and the minutes with a non-null increment, the newest minute."""
+
+ROLLUP_MARKS = Table(
+    "rollup_marks",
+    (Column("name", _S), Column("covered_from", _UTC, nullable=True), Column("complete_before", _UTC, nullable=True)),
+    primary_key=("name",),
+)
+"""Per rolled-up table, the hours ``[covered_from, complete_before)`` it covers, NULL before its first roll
+(``storage.ecc_hours``); every history has the row, so the shards' union tells a shard that covers nothing."""
+
 DECLARED: tuple[Table, ...] = (
     ALERT_STATE,
     ALERT_OUTBOX,
@@ -214,5 +241,7 @@ DECLARED: tuple[Table, ...] = (
     RACK_LINK,
     GPU_WINDOWS_1M,
     RACK_WINDOWS_1M,
+    GPU_ECC_HOURS,
+    ROLLUP_MARKS,
 )
 """Every declared table (the declaration test walks them)."""

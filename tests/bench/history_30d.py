@@ -51,7 +51,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -67,6 +67,8 @@ from simulator.config import GPUS_PER_RACK, SimulationConfig
 from simulator.messages import SimMessage, generate
 from storage.database import open_database
 from storage.derived import DerivedTables
+from storage.ecc_hours import EccHours
+from storage.schema import LATEST_VERSION
 from storage.writer import BatchToStore, HistoryWriter
 
 DAY_S = 86_400
@@ -90,7 +92,10 @@ _SHIFTED: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = 
 }
 # The current state: copied once, from the newest day.
 _STATE_TABLES = ("open_gaps", "seq_bounds", "rack_link", "rack_health_now", "kafka_offsets")
-_NOT_COPIED = ("schema_migrations",)
+# Rolled up again over the whole month once its windows are in (``storage.ecc_hours``: the first roll of a
+# history covers all of it), since each copied day's newest hours were not rolled in the real day.
+_ROLLED = ("gpu_ecc_hours", "rollup_marks")
+_NOT_COPIED = ("schema_migrations", *_ROLLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +135,8 @@ class Dataset:
     rows: dict[str, int]
     bytes: int
     build_s: float
+    schema_version: int = 7
+    """The schema the file has (a manifest without it: 7); ``load`` upgrades an older file in place."""
 
     @property
     def gib(self) -> float:
@@ -172,7 +179,22 @@ class Dataset:
             start=datetime.fromisoformat(data["start"]),
             end=datetime.fromisoformat(data["end"]),
         )
-        return cls(**data)
+        dataset = cls(**data)
+        return dataset if dataset.schema_version == LATEST_VERSION else dataset.upgraded()
+
+    def upgraded(self) -> Dataset:
+        """The file migrated to ``LATEST_VERSION`` (as a daemon opening it would), its GPU windows rolled up
+        (a daemon's first roll), checkpointed; the manifest saved again."""
+        print(f"{self.path}: schema {self.schema_version}, upgrading to {LATEST_VERSION}", flush=True)
+        con = open_database(self.path, memory_limit="4GB")
+        try:
+            roll_up(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        upgraded = replace(self, schema_version=LATEST_VERSION, bytes=self.path.stat().st_size)
+        upgraded.save()
+        return upgraded
 
 
 def stream_config(racks: int, seconds: float, seed: int = 11) -> SimulationConfig:
@@ -293,15 +315,24 @@ def build_history(path: Path, real_days: list[tuple[Span, Path]], racks: int) ->
         for table in _STATE_TABLES:
             con.execute(f"INSERT INTO {table} SELECT * FROM newest.{table}")
         con.execute("DETACH newest")
+        roll_up(con)
         frames = _count(con, "rack_frames")
         con.execute("UPDATE seq_bounds SET min_seq = 0")  # one boot epoch since the history began
         con.execute("UPDATE kafka_offsets SET messages = ?, frames_stored = ?", [frames, frames])
         con.execute("CHECKPOINT")
-        rows = {t: _count(con, t) for t in tables if t not in _NOT_COPIED}
+        rows = {t: _count(con, t) for t in tables if t != "schema_migrations"}
         check_invariants(con)
     finally:
         con.close()
     return rows
+
+
+def roll_up(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll the whole history's GPU windows into ``gpu_ecc_hours``, as a daemon's first roll would."""
+    began = time.perf_counter()
+    newest = con.execute("SELECT max(window_start) FROM gpu_windows_1m").fetchone()
+    hours = EccHours(con).roll(newest[0]) if newest and newest[0] else 0
+    print(f"  {hours} hours rolled into gpu_ecc_hours ({time.perf_counter() - began:.0f} s)", flush=True)
 
 
 def check_invariants(con: duckdb.DuckDBPyConnection) -> None:
@@ -368,6 +399,7 @@ def build(out: Path, racks: int, days: int, dense_days: int, interval: int, old_
         rows=rows,
         bytes=path.stat().st_size,
         build_s=round(time.perf_counter() - began, 1),
+        schema_version=LATEST_VERSION,
     )
     dataset.save()
     return dataset
