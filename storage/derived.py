@@ -26,7 +26,8 @@
    sequence bounds (``processing.gaps``) and each rack's **link state** (``processing.passes``); judge every
    rack **now**, as of the ground's clock (the newest Kafka timestamp stored), from its newest window
    (``processing.health.judge_now``); append each change of state to ``rack_health_log``, the record of what
-   the ground knew at each moment.
+   the ground knew at each moment; roll the hours that settled into ``gpu_ecc_hours`` (GPU windows replaced
+   in hours already rolled are accounted there as they are written: ``storage.ecc_hours``).
 
 Small per-rack state (sequence bounds, open gaps, link state, health now) is cached in memory and written
 through: this process is the file's only writer, and a rolled-back transaction discards its changes. The

@@ -39,7 +39,8 @@ How the history is built (once per invocation; the sizes are printed):
    days (none for 1 day) then the newest day (still missing the outage) inserted table by table in
    ingestion order (``INSERT ... SELECT`` keeps the order, so row groups follow ingestion and the zone maps
    on ``sampled_at``/``window_start`` are as tight as the daemon's), plus the current state tables (gaps,
-   sequence bounds, link state, health now, offsets) of the newest day; then ``CHECKPOINT``.
+   sequence bounds, link state, health now, offsets) of the newest day; the whole history's hours rolled
+   into ``gpu_ecc_hours``, as a daemon would have rolled them (``storage.ecc_hours``); then ``CHECKPOINT``.
 
 After the first full write in each size, the newest day's derived rows of both databases are compared (all
 columns but ``computed_at``): they must be identical, and every write must recompute the same windows.
@@ -85,6 +86,7 @@ from storage.database import open_database
 from storage.derived import DerivedRows, DerivedTables, DerivedUpdate, StoredBefore
 from storage.writer import BatchToStore, HistoryWriter, StoredBatch
 from tests.bench.common import median
+from tests.bench.history_30d import roll_up
 
 DAY_S = 86_400
 FIRST_DAY = datetime(2026, 11, 1, tzinfo=UTC)
@@ -343,6 +345,7 @@ def build_history(path: Path, days: int, day: Path, filled: Path, frame_interval
         con.execute("UPDATE seq_bounds SET min_seq = min_seq - ?", [(days - 1) * seqs])
         con.execute("DETACH newest")
         con.execute("DETACH older")
+        roll_up(con)  # the hours a daemon would have rolled into gpu_ecc_hours (not timed)
         con.execute("CHECKPOINT")
         frames = _count(con, "SELECT count(*) FROM rack_frames")
         gpu_rows = _count(con, "SELECT count(*) FROM gpu_samples")

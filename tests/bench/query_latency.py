@@ -502,7 +502,7 @@ def report_breakdown(runs: list[list[Phase]]) -> dict[str, dict[str, dict[str, l
     table: dict[str, dict[str, dict[str, list[float]]]] = {}
     for i, phase in enumerate(PHASES):
         print(f"\n{phase}: where the time went, ms (median request / mean of the slowest 5%), medians of runs")
-        print(f"{'saved query':<22}" + "".join(f"{c:>15}" for c in COMPONENTS))
+        print(f"{'saved query':<22}" + "".join(f"{c:>17}" for c in COMPONENTS))
         table[phase] = {}
         for name in QUERIES:
             each = [r[i].breakdown(name) for r in runs]
@@ -510,7 +510,7 @@ def report_breakdown(runs: list[list[Phase]]) -> dict[str, dict[str, dict[str, l
                 c: [round(median([b[c][0] for b in each]), 1), round(median([b[c][1] for b in each]), 1)]
                 for c in COMPONENTS
             }
-            cells = "".join(f"{f'{a:,.1f} / {b:,.0f}':>15}" for a, b in table[phase][name].values())
+            cells = "".join(f"{f'{a:,.1f} / {b:,.0f}':>17}" for a, b in table[phase][name].values())
             print(f"{name:<22}{cells}")
     return table
 
