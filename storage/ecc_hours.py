@@ -3,9 +3,9 @@ GPU-minute windows (64,000 GPUs x 1,440 minutes a day for 1,000 racks).
 
 ``gpu_ecc_hours`` holds **additive** rows: for GPU g and hour H the truth is the sum of its rows for (g, H),
 and ``rollup_marks`` names the hours that truth covers, ``[covered_from, complete_before)`` (NULL before
-the first roll). For every hour
-in that span the rows of (g, H) add up to ``gpu_windows_1m``'s windows of g in H, each table counted with
-its archived days. Two moves keep it so, inside the batch's transaction (``storage.derived`` calls them):
+the first roll). For every hour in that span the rows of (g, H) add up to ``gpu_windows_1m``'s windows of
+g in H, each table counted with its archived days. Two moves keep it so, inside the batch's transaction
+(``storage.derived`` calls them):
 
 - **roll**: once a batch writes a window ``SETTLE`` past the end of hour ``complete_before``, the hours
   from there to that point are aggregated from ``gpu_windows_1m``, one row per GPU and hour, and
@@ -105,8 +105,10 @@ class EccHours:
             if windows.is_empty():
                 continue
             start = pl.col("window_start").dt.convert_time_zone("UTC")
-            covered = windows.select(*_GPU, start, "samples", "ecc_sbe_inc", "ecc_dbe_inc").filter(
-                (start >= marks.covered_from) & (start < marks.complete_before)
+            covered = (
+                windows.select(ACCOUNTED)
+                .with_columns(start)
+                .filter((start >= marks.covered_from) & (start < marks.complete_before))
             )
             if not covered.is_empty():
                 parts.append(_signed(covered, sign))
