@@ -26,8 +26,9 @@
    sequence bounds (``processing.gaps``) and each rack's **link state** (``processing.passes``); judge every
    rack **now**, as of the ground's clock (the newest Kafka timestamp stored), from its newest window
    (``processing.health.judge_now``); append each change of state to ``rack_health_log``, the record of what
-   the ground knew at each moment; roll the hours that settled into ``gpu_ecc_hours`` (GPU windows replaced
-   in hours already rolled are accounted there as they are written: ``storage.ecc_hours``).
+   the ground knew at each moment; roll the hours that settled into the hourly rollups ``gpu_ecc_hours`` and
+   ``tenant_hours`` (windows replaced in hours already rolled are accounted there as they are written:
+   ``storage.hourly``).
 
 Small per-rack state (sequence bounds, open gaps, link state, health now) is cached in memory and written
 through: this process is the file's only writer, and a rolled-back transaction discards its changes. The
@@ -53,8 +54,8 @@ from processing.rows import FRAME_KEY
 from processing.tips import WindowTips
 from processing.windows import WINDOW_KEY, WindowTables, compute_windows, judge_racks
 from storage.database import insert_rows, table_columns
-from storage.ecc_hours import ACCOUNTED, EccHours
 from storage.open_windows import KEY_SCHEMA, HeldWindows
+from storage.rollups import open_rollups
 from storage.tables import GPU_WINDOWS_1M, RACK_WINDOWS_1M, TENANT_MINUTES
 
 _MINUTE = timedelta(minutes=1)
@@ -205,8 +206,9 @@ class DerivedTables:
         self._pending_written_at: datetime | None = None
         self.last_now: pl.DataFrame = pl.DataFrame()
         """The latest "now" judgement (``NOW_COLUMNS``), for alert rules of scope ``rack_now``."""
-        self.ecc_hours = EccHours(con)
-        """``gpu_ecc_hours``, rolled and accounted as GPU windows are written (``storage.ecc_hours``)."""
+        self.rollups = open_rollups(con)
+        """The hourly rollups by source table, rolled and accounted as its windows are written
+        (``storage.hourly``)."""
 
     def committed(self) -> None:
         """The writer committed: the state changed in its transaction becomes the state."""
@@ -218,11 +220,13 @@ class DerivedTables:
             self._held, self._pending_held = self._pending_held, None
         if self._pending_written_at is not None:
             self._written_at, self._pending_written_at = self._pending_written_at, None
-        self.ecc_hours.committed()
+        for rollup in self.rollups.values():
+            rollup.committed()
 
     def rolled_back(self) -> None:
         """The writer rolled back: forget the state changed in its transaction."""
-        self.ecc_hours.rolled_back()
+        for rollup in self.rollups.values():
+            rollup.rolled_back()
         self._pending = {}
         self._pending_tips = None
         self._pending_held = None
@@ -567,7 +571,8 @@ class DerivedTables:
             if not rows.gpu.is_empty():
                 newest = rows.gpu["window_start"].max()
                 assert isinstance(newest, datetime)
-                self.ecc_hours.roll(newest)
+                for rollup in self.rollups.values():
+                    rollup.roll(newest)
             gaps_open = self._update_gaps(new_frames, before.keys, before.bounds, now)
             self._update_link(new_frames)
         changes = self.refresh_now(as_of, now, rows) if as_of is not None else 0
@@ -638,25 +643,25 @@ class DerivedTables:
         )
 
     def _replace(self, table: str, windows: pl.DataFrame, rows: pl.DataFrame) -> None:
-        """Delete ``windows``' rows of ``table`` and insert ``rows`` in their place (GPU windows of covered
-        hours accounted in ``gpu_ecc_hours``)."""
-        accounted = table == "gpu_windows_1m"
+        """Delete ``windows``' rows of ``table`` and insert ``rows`` in their place (windows of hours a rollup
+        covers accounted there)."""
+        rollup = self.rollups.get(table)
         replaced: list[pl.DataFrame] = []
         self._con.register("gone", windows.select(WINDOW_KEY))
         try:
             for low, high in _ranges(windows, timedelta(0), timedelta(0)):
                 delete = f"""DELETE FROM {table} t WHERE t.window_start >= ? AND t.window_start <= ? AND EXISTS
                     (SELECT 1 FROM gone g WHERE g.rack_id = t.rack_id AND g.window_start = t.window_start)"""
-                if accounted and self.ecc_hours.covers(low):  # the replaced windows are subtracted
-                    returning = f"{delete} RETURNING {', '.join(ACCOUNTED)}"
+                if rollup is not None and rollup.covers(low):  # the replaced windows are subtracted
+                    returning = f"{delete} RETURNING {', '.join(rollup.rollup.accounted)}"
                     replaced.append(self._con.sql(returning, params=[low, high]).pl())
                 else:
                     self._con.execute(delete, [low, high])
         finally:
             self._con.unregister("gone")
         insert_rows(self._con, table, self._columns[table], rows)
-        if accounted and (replaced or self.ecc_hours.covers(_earliest(rows))):
-            self.ecc_hours.account(pl.concat(replaced) if replaced else rows.clear(), rows)
+        if rollup is not None and (replaced or rollup.covers(_earliest(rows))):
+            rollup.account(pl.concat(replaced) if replaced else rows.clear(), rows)
 
     def _update_gaps(self, new_frames: pl.DataFrame, keys: pl.DataFrame, bounds: pl.DataFrame, now: datetime) -> int:
         """Fold the new frames into the open gaps and sequence bounds of their racks and epochs."""

@@ -10,8 +10,8 @@ Decisions:
   wall clock, so a backlog, a copy or a simulated history behaves the same as a live stream. Raw tables
   (``rack_frames``, ``gpu_samples``) keep the newest day and ``raw_days`` whole days before it; rollups
   (``gpu_windows_1m``, ``rack_windows_1m``, ``tenant_minutes``, ``rack_health_log`` by ``as_of``,
-  ``gpu_ecc_hours`` by ``hour``) keep
-  ``rollup_days``. State tables (gaps, link, health now, offsets, alerts, dead letters) are never archived.
+  ``gpu_ecc_hours`` and ``tenant_hours`` by ``hour``) keep ``rollup_days``. State tables (gaps, link,
+  health now, offsets, alerts, dead letters) are never archived.
 - **One transaction per (table, day)**: ``COPY`` the day's rows to ``part-….parquet.tmp``, fsync, rename
   to ``.parquet``, ``DELETE`` the same rows, log the file in ``archive_log``, ``COMMIT``. ``COPY`` and
   ``DELETE`` read one snapshot, so rows the writer commits meanwhile for that day stay live and a later run
@@ -66,6 +66,7 @@ ARCHIVED_TABLES: tuple[ArchivedTable, ...] = (
     ArchivedTable("tenant_minutes", "window_start", raw=False),
     ArchivedTable("rack_health_log", "as_of", raw=False),
     ArchivedTable("gpu_ecc_hours", "hour", raw=False),
+    ArchivedTable("tenant_hours", "hour", raw=False),
 )
 RAW_TABLES = tuple(t.name for t in ARCHIVED_TABLES if t.raw)
 

@@ -17,6 +17,7 @@ from storage.errors import QueryError
 from storage.query import QueryResult, run_query
 
 _NEWEST = "(SELECT max(window_start) FROM rack_windows_1m)"
+_HOUR = "to_timestamp(floor(epoch(window_start) / 3600) * 3600)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,22 @@ class SavedQuery:
 
 
 HOURS = Parameter(int, 6, "hours back from the newest data")
+
+
+def _covered_hours(rollup: str) -> str:
+    """SQL: one row of the span ``after`` (newest - ``$hours``), its first whole hour ``first_hour``, and the
+    whole hours of it that ``rollup`` covers, ``[hours_from, hours_until)`` (empty when none): the other
+    hours of the span are read from the minute table the rollup sums (``storage.hourly``)."""
+    return f"""SELECT after, first_hour, hours_from, greatest(hours_from, hours_before) AS hours_until FROM (
+        SELECT after, first_hour, greatest(first_hour, coalesce(covered_from, 'infinity'::TIMESTAMPTZ)) AS hours_from,
+            coalesce(complete_before, '-infinity'::TIMESTAMPTZ) AS hours_before
+        FROM (SELECT after, to_timestamp(floor(epoch(after) / 3600) * 3600 + 3600) AS first_hour
+            FROM (SELECT {_NEWEST} - to_hours($hours::BIGINT) AS after)),
+        -- the hours every shard covers (open_shards unions each shard's row; NULL: none yet)
+        (SELECT CASE WHEN count(covered_from) = count(*) THEN max(covered_from) END AS covered_from,
+            min(complete_before) AS complete_before FROM rollup_marks WHERE name = '{rollup}'))"""
+
+
 RISING_ECC_FROM_MINUTES = f"""SELECT rack_id, node, gpu, sum(ecc_dbe_inc) AS double_bit, sum(ecc_sbe_inc) AS single_bit,
     round(sum(ecc_sbe_inc) * 3600 / nullif(sum(samples), 0), 1) AS single_bit_per_hour,
     max(window_start) AS last_minute
@@ -48,6 +65,21 @@ GROUP BY ALL HAVING sum(ecc_dbe_inc) > 0 OR sum(ecc_sbe_inc) >= $min_single_bit
 ORDER BY double_bit DESC, single_bit DESC, rack_id, node, gpu LIMIT $limit"""
 """What ``rising-ecc`` answers, defined over the minute windows alone (its definition until schema version 8,
 kept as the reference its answers are tested against)."""
+_TENANT_TOTALS = """SELECT tenant, CASE WHEN $tenant = '' THEN NULL ELSE hour END AS hour,
+    round(sum(gpu_seconds) / 3600, 2) AS gpu_hours, sum(gpu_seconds) AS gpu_seconds, max(racks) AS racks
+FROM hourly GROUP BY ALL ORDER BY gpu_hours DESC, tenant, hour"""
+TENANT_USAGE_FROM_MINUTES = f"""WITH hourly AS (
+    SELECT tenant, {_HOUR} AS hour, sum(gpu_seconds) AS gpu_seconds, count(DISTINCT rack_id) AS racks
+    FROM tenant_minutes
+    WHERE window_start >= to_timestamp(floor(epoch({_NEWEST} - to_hours($hours::BIGINT)) / 3600) * 3600 + 3600)
+        AND ($tenant = '' OR tenant = $tenant)
+    GROUP BY ALL)
+{_TENANT_TOTALS}"""
+"""What ``tenant-usage`` answers, defined over the tenant minutes alone: ``tenant_usage_hourly``'s rows of the
+whole hours starting after newest - hours (its definition until schema version 9, kept as the reference its
+answers are tested against). ``gpu_hours`` rounds the exact integer sum of GPU-seconds: until version 9 it
+summed the hours' quotients, and a total on a half-hundredth (846 s = 0.235 h) rounded up or down with the
+order DuckDB happened to add them in, which differs between a table of hours and a table of minutes."""
 SAVED_QUERIES: dict[str, SavedQuery] = {
     q.name: q
     for q in (
@@ -69,15 +101,7 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
             # The GPU windows' sums per GPU, read from gpu_ecc_hours for the whole hours it covers and from
             # the minute windows for the rest (storage.ecc_hours): the answer of the same sums over the
             # minutes alone (RISING_ECC_FROM_MINUTES), without reading a day of GPU-minute windows.
-            f"""WITH bounds AS (
-                SELECT after, hours_from, greatest(hours_from, hours_before) AS hours_until FROM (
-                    SELECT after, greatest(to_timestamp(floor(epoch(after) / 3600) * 3600 + 3600),
-                            coalesce(covered_from, 'infinity'::TIMESTAMPTZ)) AS hours_from,
-                        coalesce(complete_before, '-infinity'::TIMESTAMPTZ) AS hours_before
-                    FROM (SELECT {_NEWEST} - to_hours($hours::BIGINT) AS after),
-                    -- the hours every shard covers (open_shards unions each shard's row; NULL: none yet)
-                    (SELECT CASE WHEN count(covered_from) = count(*) THEN max(covered_from) END AS covered_from,
-                        min(complete_before) AS complete_before FROM rollup_marks WHERE name = 'gpu_ecc_hours'))),
+            f"""WITH bounds AS ({_covered_hours("gpu_ecc_hours")}),
             minutes AS (
                 SELECT rack_id, node, gpu, window_start, samples, ecc_sbe_inc, ecc_dbe_inc FROM gpu_rollups_1m
                 WHERE window_start > (SELECT after FROM bounds) AND window_start < (SELECT hours_from FROM bounds)
@@ -111,19 +135,28 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
         SavedQuery(
             "tenant-usage",
             "GPU-hours per tenant over the last hours (or one tenant's hours, hour by hour).",
-            # tenant_usage_hourly's rows, but only the span's minutes are read (the view's hour is computed,
-            # so a filter on it scans every minute stored): whole hours starting after newest - hours.
-            f"""WITH hourly AS (
-                SELECT tenant, to_timestamp(floor(epoch(window_start) / 3600) * 3600) AS hour,
-                    sum(gpu_seconds) AS gpu_seconds, count(DISTINCT rack_id) AS racks
-                FROM tenant_minutes
-                WHERE window_start >= to_timestamp(
-                        floor(epoch({_NEWEST} - to_hours($hours::BIGINT)) / 3600) * 3600 + 3600)
+            # tenant_usage_hourly's rows over whole hours starting after newest - hours: from tenant_hours
+            # for the hours it covers, from tenant_minutes for the rest (storage.tenant_hours); the answer
+            # of TENANT_USAGE_FROM_MINUTES.
+            f"""WITH bounds AS ({_covered_hours("tenant_hours")}),
+            per_rack AS (
+                SELECT tenant, {_HOUR} AS hour, rack_id, gpu_seconds, 1 AS minutes FROM tenant_minutes
+                WHERE window_start >= (SELECT first_hour FROM bounds) AND window_start < (SELECT hours_from FROM bounds)
                     AND ($tenant = '' OR tenant = $tenant)
-                GROUP BY ALL)
-            SELECT tenant, CASE WHEN $tenant = '' THEN NULL ELSE hour END AS hour,
-                round(sum(gpu_seconds / 3600), 2) AS gpu_hours, sum(gpu_seconds) AS gpu_seconds, max(racks) AS racks
-            FROM hourly GROUP BY ALL ORDER BY gpu_hours DESC, tenant, hour""",
+                UNION ALL
+                SELECT tenant, {_HOUR} AS hour, rack_id, gpu_seconds, 1 AS minutes FROM tenant_minutes
+                WHERE window_start >= (SELECT first_hour FROM bounds)
+                    AND window_start >= (SELECT hours_until FROM bounds) AND ($tenant = '' OR tenant = $tenant)
+                UNION ALL
+                SELECT tenant, hour, rack_id, gpu_seconds, minutes FROM tenant_hours
+                WHERE hour >= (SELECT hours_from FROM bounds) AND hour < (SELECT hours_until FROM bounds)
+                    AND ($tenant = '' OR tenant = $tenant)),
+            hourly AS (
+                SELECT tenant, hour, sum(gpu_seconds) AS gpu_seconds, count(*) AS racks FROM (
+                    SELECT tenant, hour, rack_id, sum(gpu_seconds) AS gpu_seconds FROM per_rack
+                    GROUP BY tenant, hour, rack_id HAVING sum(minutes) > 0)
+                GROUP BY tenant, hour)
+            {_TENANT_TOTALS}""",
             {
                 "hours": Parameter(int, 24, "hours back from the newest data"),
                 "tenant": Parameter(str, "", "one tenant"),

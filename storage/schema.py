@@ -22,6 +22,8 @@ Tables (columns are documented in the README):
   (``alerting.audit``).
 - v8, derived: ``gpu_ecc_hours``: the GPU windows' samples and ECC increments per GPU and hour, and
   ``rollup_marks``: which hours it covers (``storage.ecc_hours``; the saved query ``rising-ecc`` reads it).
+- v9, derived: ``tenant_hours``: GPU-seconds per tenant, rack and hour (``storage.tenant_hours``; the saved
+  query ``tenant-usage`` reads it).
 
 **Migrations are frozen; declarations are current.** A migration's statements are the text it ran, kept
 verbatim (here and in ``storage.alert_schema``) and never rendered from a declaration: a fresh database
@@ -440,6 +442,19 @@ MIGRATIONS: tuple[Migration, ...] = (
                 complete_before TIMESTAMPTZ,
                 PRIMARY KEY (name))""",
             "INSERT INTO rollup_marks VALUES ('gpu_ecc_hours', NULL, NULL)",
+        ),
+    ),
+    Migration(
+        9,
+        "derived: GPU-seconds per tenant, rack and hour",
+        (
+            """CREATE TABLE tenant_hours (
+                tenant VARCHAR NOT NULL,
+                rack_id VARCHAR NOT NULL,
+                hour TIMESTAMPTZ NOT NULL,
+                minutes BIGINT NOT NULL,
+                gpu_seconds BIGINT NOT NULL)""",
+            "INSERT INTO rollup_marks VALUES ('tenant_hours', NULL, NULL)",
         ),
     ),
 )

@@ -223,13 +223,26 @@ GPU_ECC_HOURS = Table(
 """Additive rows per GPU and hour of ``gpu_windows_1m`` (``storage.ecc_hours``): GPU-minute windows, samples,
 the ECC increments' sums (nulls as 0) and the minutes with a non-null increment, the newest minute."""
 
+TENANT_HOURS = Table(
+    "tenant_hours",
+    (
+        Column("tenant", _S),
+        Column("rack_id", _S),
+        Column("hour", _UTC),
+        Column("minutes", _I64),
+        Column("gpu_seconds", _I64),
+    ),
+)
+"""Additive rows per tenant, rack and hour of ``tenant_minutes`` (``storage.tenant_hours``): its minutes and
+GPU-seconds."""
+
 ROLLUP_MARKS = Table(
     "rollup_marks",
     (Column("name", _S), Column("covered_from", _UTC, nullable=True), Column("complete_before", _UTC, nullable=True)),
     primary_key=("name",),
 )
 """Per rolled-up table, the hours ``[covered_from, complete_before)`` it covers, NULL before its first roll
-(``storage.ecc_hours``); every history has the row, so the shards' union tells a shard that covers nothing."""
+(``storage.hourly``); every history has the row, so the shards' union tells a shard that covers nothing."""
 
 DECLARED: tuple[Table, ...] = (
     ALERT_STATE,
@@ -242,6 +255,7 @@ DECLARED: tuple[Table, ...] = (
     GPU_WINDOWS_1M,
     RACK_WINDOWS_1M,
     GPU_ECC_HOURS,
+    TENANT_HOURS,
     ROLLUP_MARKS,
 )
 """Every declared table (the declaration test walks them)."""

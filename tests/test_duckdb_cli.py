@@ -86,7 +86,7 @@ def test_the_views_script_names_the_live_catalog_and_every_archived_table(stoppe
     root = archive_root(stopped, None)
     assert script == views_script(root, "orbitwatch")
     assert f"""FROM "orbitwatch".main.gpu_samples UNION ALL BY NAME SELECT * FROM read_parquet('{root}/""" in script
-    assert script.count("CREATE OR REPLACE TEMP VIEW") == 7 + 9  # archived tables, then the operator views
+    assert script.count("CREATE OR REPLACE TEMP VIEW") == 8 + 9  # archived tables, then the operator views
 
 
 def test_the_cli_answers_every_saved_query_and_table_like_python(stopped: Path, tmp_path: Path) -> None:

@@ -186,7 +186,7 @@ def test_a_conflict_with_the_writer_defers_that_table_to_the_next_run(con: duckd
     report = retention_job.run_once()
     assert [(d.table, d.day) for d in report.deferred] == [("rack_windows_1m", date(2026, 3, 1))]
     assert "Conflict" in report.deferred[0].reason
-    moved = {"rack_frames", "gpu_samples", "gpu_windows_1m", "tenant_minutes", "gpu_ecc_hours"}
+    moved = {"rack_frames", "gpu_samples", "gpu_windows_1m", "tenant_minutes", "gpu_ecc_hours", "tenant_hours"}
     assert {p.table for p in report.parts} == moved
     assert not list((retention_job.root / "rack_windows_1m").rglob("*.parquet*"))
     assert by_day(con, "rack_windows_1m", "window_start") == before
@@ -318,7 +318,7 @@ def test_cli_runs_retention_and_reports_the_status(db: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORBITWATCH_")}
     run = runner.invoke(archive, ["run", "--db", str(db), "--raw-days", "3", "--rollup-days", "5"], env=env)
     assert run.exit_code == 0, run.output
-    assert "moved 2,088 rows in 34 files" in run.stdout  # 7 days of 2 raw tables, 5 of 4 rollup tables
+    assert "moved 2,288 rows in 39 files" in run.stdout  # 7 days of 2 raw tables, 5 of 5 rollup tables
     assert "raw rows kept from 2026-03-08 00:00Z, rollups from 2026-03-06 00:00Z" in run.stdout
     status = runner.invoke(archive, ["status", "--db", str(db), "--format", "json"], env=env)
     assert status.exit_code == 0, status.output

@@ -67,7 +67,7 @@ from simulator.config import GPUS_PER_RACK, SimulationConfig
 from simulator.messages import SimMessage, generate
 from storage.database import open_database
 from storage.derived import DerivedTables
-from storage.ecc_hours import EccHours
+from storage.rollups import open_rollups
 from storage.schema import LATEST_VERSION
 from storage.writer import BatchToStore, HistoryWriter
 
@@ -92,9 +92,9 @@ _SHIFTED: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = 
 }
 # The current state: copied once, from the newest day.
 _STATE_TABLES = ("open_gaps", "seq_bounds", "rack_link", "rack_health_now", "kafka_offsets")
-# Rolled up again over the whole month once its windows are in (``storage.ecc_hours``: the first roll of a
+# Rolled up again over the whole month once its windows are in (``storage.hourly``: the first roll of a
 # history covers all of it), since each copied day's newest hours were not rolled in the real day.
-_ROLLED = ("gpu_ecc_hours", "rollup_marks")
+_ROLLED = ("gpu_ecc_hours", "tenant_hours", "rollup_marks")
 _NOT_COPIED = ("schema_migrations", *_ROLLED)
 
 
@@ -328,11 +328,12 @@ def build_history(path: Path, real_days: list[tuple[Span, Path]], racks: int) ->
 
 
 def roll_up(con: duckdb.DuckDBPyConnection) -> None:
-    """Roll the whole history's GPU windows into ``gpu_ecc_hours``, as a daemon's first roll would."""
-    began = time.perf_counter()
-    newest = con.execute("SELECT max(window_start) FROM gpu_windows_1m").fetchone()
-    hours = EccHours(con).roll(newest[0]) if newest and newest[0] else 0
-    print(f"  {hours} hours rolled into gpu_ecc_hours ({time.perf_counter() - began:.0f} s)", flush=True)
+    """Roll the whole history into the hourly rollups not covering it yet, as a daemon's first roll would."""
+    (newest,) = con.execute("SELECT max(window_start) FROM gpu_windows_1m").fetchall()[0]
+    for rollup in open_rollups(con).values() if newest is not None else ():
+        began = time.perf_counter()
+        hours = rollup.roll(newest)
+        print(f"  {hours} hours rolled into {rollup.name} ({time.perf_counter() - began:.0f} s)", flush=True)
 
 
 def check_invariants(con: duckdb.DuckDBPyConnection) -> None:

@@ -40,7 +40,7 @@ How the history is built (once per invocation; the sizes are printed):
    ingestion order (``INSERT ... SELECT`` keeps the order, so row groups follow ingestion and the zone maps
    on ``sampled_at``/``window_start`` are as tight as the daemon's), plus the current state tables (gaps,
    sequence bounds, link state, health now, offsets) of the newest day; the whole history's hours rolled
-   into ``gpu_ecc_hours``, as a daemon would have rolled them (``storage.ecc_hours``); then ``CHECKPOINT``.
+   into the hourly rollups, as a daemon would have rolled them (``storage.hourly``); then ``CHECKPOINT``.
 
 After the first full write in each size, the newest day's derived rows of both databases are compared (all
 columns but ``computed_at``): they must be identical, and every write must recompute the same windows.
@@ -345,7 +345,7 @@ def build_history(path: Path, days: int, day: Path, filled: Path, frame_interval
         con.execute("UPDATE seq_bounds SET min_seq = min_seq - ?", [(days - 1) * seqs])
         con.execute("DETACH newest")
         con.execute("DETACH older")
-        roll_up(con)  # the hours a daemon would have rolled into gpu_ecc_hours (not timed)
+        roll_up(con)  # the hours a daemon would have rolled up (not timed)
         con.execute("CHECKPOINT")
         frames = _count(con, "SELECT count(*) FROM rack_frames")
         gpu_rows = _count(con, "SELECT count(*) FROM gpu_samples")

@@ -42,7 +42,15 @@ FLEET = SimulationConfig(
     start=datetime(2026, 11, 1, tzinfo=UTC),
     seed=11,
 )
-ARCHIVED = {"rack_frames", "gpu_samples", "gpu_windows_1m", "rack_windows_1m", "tenant_minutes", "gpu_ecc_hours"}
+ARCHIVED = {
+    "rack_frames",
+    "gpu_samples",
+    "gpu_windows_1m",
+    "rack_windows_1m",
+    "tenant_minutes",
+    "gpu_ecc_hours",
+    "tenant_hours",
+}
 AGGREGATES = (
     "SELECT count(*), count(DISTINCT rack_id), min(sampled_at), max(sampled_at), sum(frame_seq) FROM rack_frames",
     "SELECT rack_id, node, gpu, count(*), max(temp_c), sum(ecc_sbe) FROM gpu_samples GROUP BY ALL",

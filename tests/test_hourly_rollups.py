@@ -1,10 +1,12 @@
-"""``gpu_ecc_hours`` through the real writer: ``rising-ecc`` answers exactly what the minute windows answer.
+"""The hourly rollups through the real writer: ``rising-ecc`` and ``tenant-usage`` answer exactly what the
+minute windows answer.
 
-Random racks (ECC counters rising at random, a reboot) are delivered mostly in order, with
-batches played back one to three hours late and duplicates, over hour boundaries, with and without open
-minutes held in memory. After every batch the saved query (hourly rows for the covered hours, minute
-windows for the rest) is compared with its definition over the minute windows alone
-(``RISING_ECC_FROM_MINUTES``), and each covered hour's rows are checked against the windows they sum.
+Random racks (ECC counters rising at random, tenants coming and going, a reboot) are delivered mostly in
+order, with batches played back one to three hours late and duplicates, over hour boundaries, with and
+without open minutes held in memory. After every batch each saved query (hourly rows for the covered hours,
+minute windows for the rest) is compared with its definition over the minute windows alone
+(``RISING_ECC_FROM_MINUTES``, ``TENANT_USAGE_FROM_MINUTES``), and each covered hour's rows of
+``gpu_ecc_hours`` and ``tenant_hours`` are checked against the windows they sum.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 
 from storage.derived import DerivedTables
 from storage.query import run_query
-from storage.saved_queries import RISING_ECC_FROM_MINUTES, run_saved
+from storage.saved_queries import RISING_ECC_FROM_MINUTES, TENANT_USAGE_FROM_MINUTES, run_saved
 from storage.writer import HistoryWriter
 from tests.helpers.frames import encode_message, gpu_sample, rack_frame
 from tests.test_derived import Store
@@ -25,7 +27,9 @@ from tests.test_derived import Store
 START = datetime(2026, 3, 1, 21, 40, tzinfo=UTC)
 STEP_S = 30
 PARAMS = [{"hours": hours, "min_single_bit": least, "limit": 10_000} for hours in (1, 2, 3, 24) for least in (0, 1, 4)]
-HOURLY_VS_MINUTES = """
+TENANT_PARAMS = [{"hours": hours, "tenant": tenant} for hours in (1, 2, 3, 24) for tenant in ("", "tenant-a")]
+TENANTS = (None, "tenant-a", "tenant-b", "tenant-c")
+ECC_HOURS_VS_MINUTES = """
     WITH hourly AS (
         SELECT rack_id, node, gpu, hour, sum(minutes) AS minutes, sum(samples) AS samples,
             sum(ecc_sbe_inc) AS sbe, sum(ecc_sbe_minutes) AS sbe_n, sum(ecc_dbe_inc) AS dbe,
@@ -42,15 +46,30 @@ HOURLY_VS_MINUTES = """
     (SELECT * FROM covered EXCEPT ALL SELECT * FROM summed)
     UNION ALL
     (SELECT * FROM summed EXCEPT ALL SELECT * FROM covered)"""
+TENANT_HOURS_VS_MINUTES = """
+    WITH hourly AS (
+        SELECT tenant, rack_id, hour, sum(minutes) AS minutes, sum(gpu_seconds) AS gpu_seconds
+        FROM tenant_hours GROUP BY ALL HAVING sum(minutes) != 0 OR sum(gpu_seconds) != 0),
+    windows AS (
+        SELECT tenant, rack_id, to_timestamp(floor(epoch(window_start) / 3600) * 3600) AS hour, count(*) AS minutes,
+            sum(gpu_seconds) AS gpu_seconds
+        FROM tenant_minutes GROUP BY ALL),
+    marks AS (SELECT covered_from, complete_before FROM rollup_marks WHERE name = 'tenant_hours'),
+    covered AS (SELECT w.* FROM windows w, marks WHERE hour >= covered_from AND hour < complete_before),
+    summed AS (SELECT h.* FROM hourly h, marks WHERE hour >= covered_from AND hour < complete_before)
+    (SELECT * FROM covered EXCEPT ALL SELECT * FROM summed)
+    UNION ALL
+    (SELECT * FROM summed EXCEPT ALL SELECT * FROM covered)"""
 
 
 def fleet(seed: int, racks: int = 3, hours: float = 4.0) -> list[tuple[datetime, bytes]]:
     """``racks`` racks of 2 nodes x 2 GPUs, a frame every ``STEP_S`` for ``hours``: ECC counters rising at
-    random, one rack rebooting (a new epoch resets its counters; a window without a reading before it in its
-    epoch has NULL increments)."""
+    random, each GPU's tenant changing now and then (or none), one rack rebooting (a new epoch resets its
+    counters; a window without a reading before it in its epoch has NULL increments)."""
     rng = random.Random(seed)
     frames = []
     counters = {(r, n, g): [0, 0] for r in range(racks) for n in range(2) for g in range(2)}
+    tenants = {key: rng.choice(TENANTS) for key in counters}
     for i in range(int(hours * 3600 / STEP_S)):
         at = START + timedelta(seconds=STEP_S * i)
         for r in range(racks):
@@ -63,6 +82,8 @@ def fleet(seed: int, racks: int = 3, hours: float = 4.0) -> list[tuple[datetime,
                         counter[:] = [0, 0]
                     counter[0] += rng.choice((0, 0, 0, 0, 1, 3)) if g == 0 else 0
                     counter[1] += 1 if rng.random() < 0.01 else 0
+                    if rng.random() < 0.005:
+                        tenants[(r, node, g)] = rng.choice(TENANTS)
                     gpus.append(
                         gpu_sample(
                             node,
@@ -71,6 +92,7 @@ def fleet(seed: int, racks: int = 3, hours: float = 4.0) -> list[tuple[datetime,
                             ecc_dbe=counter[1],
                             xid=None,
                             throttle_reasons=0,
+                            tenant=tenants[(r, node, g)],
                         )
                     )
             frame = rack_frame(
@@ -111,11 +133,17 @@ def answers_match(store: Store) -> None:
         saved = run_saved(store.con, "rising-ecc", given)
         assert saved.table.schema == expected.table.schema
         assert saved.rows == expected.rows, params
-    assert store.rows(HOURLY_VS_MINUTES) == []
+    for params in TENANT_PARAMS:
+        expected = run_query(store.con, TENANT_USAGE_FROM_MINUTES, parameters=dict(params))
+        saved = run_saved(store.con, "tenant-usage", {k: str(v) for k, v in params.items()})
+        assert saved.table.schema == expected.table.schema
+        assert saved.rows == expected.rows, params
+    assert store.rows(ECC_HOURS_VS_MINUTES) == []
+    assert store.rows(TENANT_HOURS_VS_MINUTES) == []
 
 
 @pytest.mark.parametrize(("seed", "hold"), [(1, None), (2, timedelta(minutes=1)), (3, timedelta(seconds=30))])
-def test_rising_ecc_answers_what_the_minute_windows_answer(tmp_path: Path, seed: int, hold: timedelta | None) -> None:
+def test_saved_queries_answer_what_the_minute_windows_answer(tmp_path: Path, seed: int, hold: timedelta | None) -> None:
     store = Store(tmp_path / "history.duckdb")
     store.writer = HistoryWriter(store.con, DerivedTables(store.con, hold=hold))
     try:
@@ -123,14 +151,14 @@ def test_rising_ecc_answers_what_the_minute_windows_answer(tmp_path: Path, seed:
             received = max(at for at, _ in batch) + timedelta(seconds=30)
             store.store([m for _, m in batch], received_ms=int(received.timestamp() * 1000))
             answers_match(store)
-        covered = store.rows("SELECT covered_from, complete_before FROM rollup_marks")
-        assert covered
-        assert covered[0][1] - covered[0][0] >= timedelta(hours=2)  # the hourly rows were read
-        accounted = (
-            "SELECT count(*) FROM (SELECT 1 FROM gpu_ecc_hours GROUP BY rack_id, node, gpu, hour HAVING count(*) > 1)"
-        )
-        assert store.rows(accounted)[0][0] > 0  # late windows of rolled hours were accounted
+        marks = store.rows("SELECT name, complete_before - covered_from FROM rollup_marks ORDER BY name")
+        assert marks == [("gpu_ecc_hours", marks[0][1]), ("tenant_hours", marks[0][1])]
+        assert marks[0][1] >= timedelta(hours=2)  # the hourly rows were read
+        for table, key in (("gpu_ecc_hours", "rack_id, node, gpu"), ("tenant_hours", "tenant, rack_id")):
+            accounted = f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {key}, hour HAVING count(*) > 1)"
+            assert store.rows(accounted)[0][0] > 0, table  # late windows of rolled hours were accounted
         assert run_saved(store.con, "rising-ecc", {"hours": "24"}).rows  # something to compare
+        assert len(run_saved(store.con, "tenant-usage", {"hours": "24"}).rows) == 3
     finally:
         store.con.close()
 
@@ -144,12 +172,14 @@ def test_a_history_written_before_the_table_is_covered_by_its_first_roll(tmp_pat
         received = [int((half[-1][0] + timedelta(seconds=30)).timestamp() * 1000) for half in halves]
         store.store([m for _, m in halves[0]], received_ms=received[0])
         assert store.rows("SELECT count(*) FROM gpu_ecc_hours")[0][0] > 0
+        assert store.rows("SELECT count(*) FROM tenant_hours")[0][0] > 0
         store.con.execute("DELETE FROM gpu_ecc_hours")
+        store.con.execute("DELETE FROM tenant_hours")
         store.con.execute("UPDATE rollup_marks SET covered_from = NULL, complete_before = NULL")
         store.writer = HistoryWriter(store.con, DerivedTables(store.con))  # a daemon started on it
         store.store([m for _, m in halves[1]], received_ms=received[1])
-        marks = store.rows("SELECT covered_from, complete_before FROM rollup_marks")
-        assert marks[0][0] == START.replace(minute=0)
+        marks = store.rows("SELECT covered_from FROM rollup_marks")
+        assert marks == [(START.replace(minute=0),)] * 2
         answers_match(store)
     finally:
         store.con.close()
