@@ -118,12 +118,18 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
                 SELECT rack_id, node, gpu, samples, ecc_sbe_inc, ecc_sbe_minutes, ecc_dbe_inc, ecc_dbe_minutes,
                     last_minute
                 FROM gpu_ecc_hours
-                WHERE hour >= (SELECT hours_from FROM bounds) AND hour < (SELECT hours_until FROM bounds))
+                WHERE hour >= (SELECT hours_from FROM bounds) AND hour < (SELECT hours_until FROM bounds)),
+            -- with min_single_bit >= 1 a listed GPU has a positive term: only those GPUs' terms are summed
+            candidates AS (SELECT DISTINCT rack_id, node, gpu FROM terms WHERE sbe > 0 OR dbe > 0),
+            listed AS (
+                SELECT * FROM terms WHERE $min_single_bit <= 0
+                UNION ALL
+                SELECT t.* FROM terms t SEMI JOIN candidates c USING (rack_id, node, gpu) WHERE $min_single_bit > 0)
             SELECT rack_id, node, gpu, CASE WHEN sum(dbe_minutes) > 0 THEN sum(dbe) END AS double_bit,
                 CASE WHEN sum(sbe_minutes) > 0 THEN sum(sbe) END AS single_bit,
                 round(single_bit * 3600 / nullif(sum(samples), 0), 1) AS single_bit_per_hour,
                 max(last_minute) AS last_minute
-            FROM terms
+            FROM listed
             GROUP BY rack_id, node, gpu HAVING double_bit > 0 OR single_bit >= $min_single_bit
             ORDER BY double_bit DESC, single_bit DESC, rack_id, node, gpu LIMIT $limit""",
             {
