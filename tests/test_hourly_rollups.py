@@ -133,11 +133,11 @@ def answers_match(store: Store) -> None:
         saved = run_saved(store.con, "rising-ecc", given)
         assert saved.table.schema == expected.table.schema
         assert saved.rows == expected.rows, params
-    for params in TENANT_PARAMS:
-        expected = run_query(store.con, TENANT_USAGE_FROM_MINUTES, parameters=dict(params))
-        saved = run_saved(store.con, "tenant-usage", {k: str(v) for k, v in params.items()})
+    for tenant_params in TENANT_PARAMS:
+        expected = run_query(store.con, TENANT_USAGE_FROM_MINUTES, parameters=dict(tenant_params))
+        saved = run_saved(store.con, "tenant-usage", {k: str(v) for k, v in tenant_params.items()})
         assert saved.table.schema == expected.table.schema
-        assert saved.rows == expected.rows, params
+        assert saved.rows == expected.rows, tenant_params
     assert store.rows(ECC_HOURS_VS_MINUTES) == []
     assert store.rows(TENANT_HOURS_VS_MINUTES) == []
 
