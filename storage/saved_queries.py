@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import duckdb
 
 from storage.errors import QueryError
+from storage.hourly import HOUR_OF_WINDOW
 from storage.query import QueryResult, run_query
 
 _NEWEST = "(SELECT max(window_start) FROM rack_windows_1m)"
-_HOUR = "to_timestamp(floor(epoch(window_start) / 3600) * 3600)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ _TENANT_TOTALS = """SELECT tenant, CASE WHEN $tenant = '' THEN NULL ELSE hour EN
     round(sum(gpu_seconds) / 3600, 2) AS gpu_hours, sum(gpu_seconds) AS gpu_seconds, max(racks) AS racks
 FROM hourly GROUP BY ALL ORDER BY gpu_hours DESC, tenant, hour"""
 TENANT_USAGE_FROM_MINUTES = f"""WITH hourly AS (
-    SELECT tenant, {_HOUR} AS hour, sum(gpu_seconds) AS gpu_seconds, count(DISTINCT rack_id) AS racks
+    SELECT tenant, {HOUR_OF_WINDOW} AS hour, sum(gpu_seconds) AS gpu_seconds, count(DISTINCT rack_id) AS racks
     FROM tenant_minutes
     WHERE window_start >= to_timestamp(floor(epoch({_NEWEST} - to_hours($hours::BIGINT)) / 3600) * 3600 + 3600)
         AND ($tenant = '' OR tenant = $tenant)
@@ -146,11 +146,11 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
             # of TENANT_USAGE_FROM_MINUTES.
             f"""WITH bounds AS ({_covered_hours("tenant_hours")}),
             per_rack AS (
-                SELECT tenant, {_HOUR} AS hour, rack_id, gpu_seconds, 1 AS minutes FROM tenant_minutes
+                SELECT tenant, {HOUR_OF_WINDOW} AS hour, rack_id, gpu_seconds, 1 AS minutes FROM tenant_minutes
                 WHERE window_start >= (SELECT first_hour FROM bounds) AND window_start < (SELECT hours_from FROM bounds)
                     AND ($tenant = '' OR tenant = $tenant)
                 UNION ALL
-                SELECT tenant, {_HOUR} AS hour, rack_id, gpu_seconds, 1 AS minutes FROM tenant_minutes
+                SELECT tenant, {HOUR_OF_WINDOW} AS hour, rack_id, gpu_seconds, 1 AS minutes FROM tenant_minutes
                 WHERE window_start >= (SELECT first_hour FROM bounds)
                     AND window_start >= (SELECT hours_until FROM bounds) AND ($tenant = '' OR tenant = $tenant)
                 UNION ALL
