@@ -44,6 +44,11 @@ _LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*(\w*)", re.DOTALL)
 _READ_LEADS = {"PIVOT", "UNPIVOT", "SELECT", "FROM", "WITH"}  # what a read-only MULTI may begin with
 _FORBIDDEN_CALL = re.compile(rf"\b({'|'.join(sorted(_FORBIDDEN_FUNCTIONS))})\b\W*\(", re.IGNORECASE)  # quoted or not
 _BATCH_ROWS = 65_536
+_PASSED_MAX = 1024
+_passed: dict[str, None] = {}
+"""Statements found read-only, oldest first (at most ``_PASSED_MAX``): the verdict depends on the text alone,
+so the saved queries and a web page's repeated questions are not parsed again (2-8 ms each)."""
+_passed_lock = threading.Lock()
 _STEPS = ("guard", "begin", "execute", "convert", "commit")
 Parameters = dict[str, int | float | str]
 
@@ -80,6 +85,8 @@ class GuardedResult:
 
 def check_read_only(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Refuse anything but exactly one read statement (``QueryRefusedError`` kind ``read_only``)."""
+    if sql in _passed:
+        return
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
@@ -98,6 +105,10 @@ def check_read_only(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
         called = _function_names(cursor, sql) & _FORBIDDEN_FUNCTIONS
     if called:
         raise QueryRefusedError("read_only", f"{', '.join(sorted(called))}() is not allowed in a query")
+    with _passed_lock:
+        if len(_passed) >= _PASSED_MAX:
+            del _passed[next(iter(_passed))]
+        _passed[sql] = None
 
 
 def _leading_keyword(sql: str) -> str:

@@ -24,7 +24,9 @@ from orbitwatch.query_http import server_timing
 from orbitwatch.query_service import QueryService
 from orbitwatch.result_formats import CONTENT_TYPES, WIRE_FORMATS, decode
 from orbitwatch.services import QueryEndpoint
+from storage import guarded
 from storage.database import open_database
+from storage.errors import QueryRefusedError
 from storage.guarded import QueryLimits
 
 LIMITS = QueryLimits(timeout_s=1.0, max_rows=1_000, max_bytes=1_000_000)
@@ -464,3 +466,22 @@ def test_a_port_in_use_is_a_config_error_naming_query_port(history: duckdb.DuckD
         endpoint = QueryEndpoint(QueryService(history, LIMITS), "127.0.0.1", port, discovery_path(tmp_path / "x"))
         with pytest.raises(ConfigError, match=f"query.port: cannot listen on 127.0.0.1:{port}: Address already in use"):
             endpoint.start()
+
+
+def test_a_statement_found_read_only_is_not_parsed_again(
+    history: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verdict depends on the text alone: a repeated statement skips the parse, a refused one is refused
+    every time."""
+    sql = "SELECT count(*) AS n FROM range(3) -- verdict cache test"
+    guarded.check_read_only(history.cursor(), sql)
+
+    def no_parse(_sql: str) -> list[object]:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(duckdb, "extract_statements", no_parse)
+    guarded.check_read_only(history.cursor(), sql)
+    monkeypatch.undo()
+    for _ in range(2):
+        with pytest.raises(QueryRefusedError, match="read statements"):
+            guarded.check_read_only(history.cursor(), "CREATE TABLE t AS SELECT 1")
