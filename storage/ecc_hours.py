@@ -32,11 +32,6 @@ def _terms(windows: pl.DataFrame, sign: int) -> pl.DataFrame:
     )
 
 
-def _sums() -> list[pl.Expr]:
-    """Terms added up per GPU and hour."""
-    return [*(pl.col(c).sum() for c in GPU_ECC_HOURS.names[4:-1]), pl.col("last_minute").max()]
-
-
 ECC_HOURS = Rollup(
     table=GPU_ECC_HOURS,
     source="gpu_windows_1m",
@@ -46,5 +41,5 @@ ECC_HOURS = Rollup(
         coalesce(sum(ecc_sbe_inc), 0), count(ecc_sbe_inc), coalesce(sum(ecc_dbe_inc), 0), count(ecc_dbe_inc),
         max(window_start)""",
     terms=_terms,
-    sums=_sums,
+    sums=(*(pl.col(c).sum() for c in GPU_ECC_HOURS.names[4:-1]), pl.col("last_minute").max()),
 )

@@ -58,7 +58,7 @@ class Rollup:
     accounted: tuple[str, ...]
     roll_select: str
     terms: Callable[[pl.DataFrame, int], pl.DataFrame]
-    sums: Callable[[], list[pl.Expr]]
+    sums: tuple[pl.Expr, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,7 @@ class HourlyRollup:
         if not parts:
             return 0
         columns = list(self.rollup.table.names)
-        rows = pl.concat(parts).group_by([*self.rollup.key, "hour"]).agg(self.rollup.sums()).select(columns)
+        rows = pl.concat(parts).group_by([*self.rollup.key, "hour"]).agg(self.rollup.sums).select(columns)
         insert_rows(self._con, self.name, columns, rows)
         return rows.height
 

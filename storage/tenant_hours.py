@@ -26,11 +26,6 @@ def _terms(minutes: pl.DataFrame, sign: int) -> pl.DataFrame:
     )
 
 
-def _sums() -> list[pl.Expr]:
-    """Terms added up per tenant, rack and hour."""
-    return [pl.col("minutes").sum(), pl.col("gpu_seconds").sum()]
-
-
 TENANT_HOURS_ROLLUP = Rollup(
     table=TENANT_HOURS,
     source="tenant_minutes",
@@ -38,5 +33,5 @@ TENANT_HOURS_ROLLUP = Rollup(
     accounted=(*_KEY, "window_start", "gpu_seconds"),
     roll_select=f"tenant, rack_id, {HOUR_OF_WINDOW} AS hour, count(*), sum(gpu_seconds)",
     terms=_terms,
-    sums=_sums,
+    sums=(pl.col("minutes").sum(), pl.col("gpu_seconds").sum()),
 )

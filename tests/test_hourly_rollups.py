@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from storage.derived import DerivedTables
+from storage.hourly import HOUR_OF_WINDOW
 from storage.query import run_query
 from storage.saved_queries import RISING_ECC_FROM_MINUTES, TENANT_USAGE_FROM_MINUTES, run_saved
 from storage.writer import HistoryWriter
@@ -29,37 +30,40 @@ STEP_S = 30
 PARAMS = [{"hours": hours, "min_single_bit": least, "limit": 10_000} for hours in (1, 2, 3, 24) for least in (0, 1, 4)]
 TENANT_PARAMS = [{"hours": hours, "tenant": tenant} for hours in (1, 2, 3, 24) for tenant in ("", "tenant-a")]
 TENANTS = (None, "tenant-a", "tenant-b", "tenant-c")
-ECC_HOURS_VS_MINUTES = """
-    WITH hourly AS (
-        SELECT rack_id, node, gpu, hour, sum(minutes) AS minutes, sum(samples) AS samples,
-            sum(ecc_sbe_inc) AS sbe, sum(ecc_sbe_minutes) AS sbe_n, sum(ecc_dbe_inc) AS dbe,
-            sum(ecc_dbe_minutes) AS dbe_n, max(last_minute) AS last_minute
-        FROM gpu_ecc_hours GROUP BY ALL),
-    windows AS (
-        SELECT rack_id, node, gpu, to_timestamp(floor(epoch(window_start) / 3600) * 3600) AS hour, count(*) AS minutes,
-            sum(samples) AS samples, coalesce(sum(ecc_sbe_inc), 0) AS sbe, count(ecc_sbe_inc) AS sbe_n,
-            coalesce(sum(ecc_dbe_inc), 0) AS dbe, count(ecc_dbe_inc) AS dbe_n, max(window_start) AS last_minute
-        FROM gpu_windows_1m GROUP BY ALL),
-    marks AS (SELECT covered_from, complete_before FROM rollup_marks WHERE name = 'gpu_ecc_hours'),
+
+
+def covered_vs_summed(rollup: str, hourly: str, windows: str) -> str:
+    """SQL: the rows where ``rollup``'s sums per key and hour (``hourly``) and the source windows' (``windows``)
+    differ, over the hours ``rollup_marks`` says it covers (none: the two agree)."""
+    return f"""
+    WITH hourly AS ({hourly}),
+    windows AS ({windows}),
+    marks AS (SELECT covered_from, complete_before FROM rollup_marks WHERE name = '{rollup}'),
     covered AS (SELECT w.* FROM windows w, marks WHERE hour >= covered_from AND hour < complete_before),
     summed AS (SELECT h.* FROM hourly h, marks WHERE hour >= covered_from AND hour < complete_before)
     (SELECT * FROM covered EXCEPT ALL SELECT * FROM summed)
     UNION ALL
     (SELECT * FROM summed EXCEPT ALL SELECT * FROM covered)"""
-TENANT_HOURS_VS_MINUTES = """
-    WITH hourly AS (
-        SELECT tenant, rack_id, hour, sum(minutes) AS minutes, sum(gpu_seconds) AS gpu_seconds
-        FROM tenant_hours GROUP BY ALL HAVING sum(minutes) != 0 OR sum(gpu_seconds) != 0),
-    windows AS (
-        SELECT tenant, rack_id, to_timestamp(floor(epoch(window_start) / 3600) * 3600) AS hour, count(*) AS minutes,
-            sum(gpu_seconds) AS gpu_seconds
-        FROM tenant_minutes GROUP BY ALL),
-    marks AS (SELECT covered_from, complete_before FROM rollup_marks WHERE name = 'tenant_hours'),
-    covered AS (SELECT w.* FROM windows w, marks WHERE hour >= covered_from AND hour < complete_before),
-    summed AS (SELECT h.* FROM hourly h, marks WHERE hour >= covered_from AND hour < complete_before)
-    (SELECT * FROM covered EXCEPT ALL SELECT * FROM summed)
-    UNION ALL
-    (SELECT * FROM summed EXCEPT ALL SELECT * FROM covered)"""
+
+
+ECC_HOURS_VS_MINUTES = covered_vs_summed(
+    "gpu_ecc_hours",
+    """SELECT rack_id, node, gpu, hour, sum(minutes) AS minutes, sum(samples) AS samples,
+        sum(ecc_sbe_inc) AS sbe, sum(ecc_sbe_minutes) AS sbe_n, sum(ecc_dbe_inc) AS dbe,
+        sum(ecc_dbe_minutes) AS dbe_n, max(last_minute) AS last_minute
+    FROM gpu_ecc_hours GROUP BY ALL""",
+    f"""SELECT rack_id, node, gpu, {HOUR_OF_WINDOW} AS hour, count(*) AS minutes,
+        sum(samples) AS samples, coalesce(sum(ecc_sbe_inc), 0) AS sbe, count(ecc_sbe_inc) AS sbe_n,
+        coalesce(sum(ecc_dbe_inc), 0) AS dbe, count(ecc_dbe_inc) AS dbe_n, max(window_start) AS last_minute
+    FROM gpu_windows_1m GROUP BY ALL""",
+)
+TENANT_HOURS_VS_MINUTES = covered_vs_summed(
+    "tenant_hours",
+    """SELECT tenant, rack_id, hour, sum(minutes) AS minutes, sum(gpu_seconds) AS gpu_seconds
+    FROM tenant_hours GROUP BY ALL HAVING sum(minutes) != 0 OR sum(gpu_seconds) != 0""",
+    f"""SELECT tenant, rack_id, {HOUR_OF_WINDOW} AS hour, count(*) AS minutes, sum(gpu_seconds) AS gpu_seconds
+    FROM tenant_minutes GROUP BY ALL""",
+)
 
 
 def fleet(seed: int, racks: int = 3, hours: float = 4.0) -> list[tuple[datetime, bytes]]:
