@@ -183,7 +183,7 @@ class Dataset:
         return dataset if dataset.schema_version == LATEST_VERSION else dataset.upgraded()
 
     def upgraded(self) -> Dataset:
-        """The file migrated to ``LATEST_VERSION`` (as a daemon opening it would), its GPU windows rolled up
+        """The file migrated to ``LATEST_VERSION`` (as a daemon opening it would), its hourly rollups rolled
         (a daemon's first roll), checkpointed; the manifest saved again."""
         print(f"{self.path}: schema {self.schema_version}, upgrading to {LATEST_VERSION}", flush=True)
         con = open_database(self.path, memory_limit="4GB")
