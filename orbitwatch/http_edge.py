@@ -72,6 +72,7 @@ class HttpEdge:
         self._server: BaseWSGIServer | None = None
         self._loop: threading.Thread | None = None
         self._closing = threading.Event()
+        self._closing_lock = threading.Lock()  # the trigger is pulled before the loop can close it
 
     def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (0: any free port) and serve in the background; returns the bound port."""
@@ -107,8 +108,9 @@ class HttpEdge:
         """Stop listening and close every connection (requests being served lose their answer)."""
         if self._server is None or self._loop is None:
             return
-        self._closing.set()
-        self._server.pull_trigger()  # wakes the event loop, which then closes everything itself
+        with self._closing_lock:
+            self._closing.set()
+            self._server.pull_trigger()  # wakes the event loop, which then closes everything itself
         self._loop.join()
 
     def join(self, timeout_s: float = 5.0) -> None:
@@ -125,9 +127,12 @@ class HttpEdge:
     def _run(self) -> None:
         assert self._server is not None
         timeout = self._server.adj.asyncore_loop_timeout
-        while not self._closing.is_set():
+        while True:
             wasyncore.loop(timeout=timeout, use_poll=True, map=self._map, count=1)
-        wasyncore.close_all(self._map)  # on this thread: the loop never polls a closed socket
+            with self._closing_lock:  # seen closing: ``close`` has pulled the trigger, which is closed now
+                if self._closing.is_set():
+                    wasyncore.close_all(self._map)  # on this thread: the loop never polls a closed socket
+                    return
 
 
 class _JsonErrorTask(ErrorTask):
