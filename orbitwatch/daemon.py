@@ -28,6 +28,7 @@ from orbitwatch.daemon_parts import (
     delivery_worker,
     derived_tables,
     load_alert_rules,
+    load_threads,
     newest_sample,
     open_history,
     query_service,
@@ -113,6 +114,7 @@ class Daemon:
         if (delivery := self.delivery) is not None:
             self.metrics.watch_backlog(lambda: delivery.backlog)
         self.backlogged = False  # the last batch was full: more is waiting (queries are paced meanwhile)
+        self.threads = load_threads(self._con, settings)  # DuckDB's threads: 1 while backlogged, else all cores
         self.queries = query_service(self._con, settings, self.metrics, lambda: self.backlogged, self.status)
         self.retention = retention_worker(self._con, archive, settings)
         self.services = background_services(
@@ -146,6 +148,8 @@ class Daemon:
         d = self.settings.daemon
         raw = self.source.poll(d.poll_timeout_ms, d.max_batch_messages, d.poll_top_up_ms)
         self.backlogged = len(raw) >= d.max_batch_messages
+        if self.threads is not None:
+            self.threads.observe(self.backlogged)
         if raw:
             self.chain.submit(Message.of(raw, polled_at))
         else:
@@ -258,6 +262,8 @@ class Daemon:
         if self.delivery is not None:
             self.delivery.close_hooks()
         self.source.close()
+        if self.threads is not None:
+            self.threads.close()
         self._con.close()
         for handler in logging.getLogger().handlers:
             handler.removeFilter(self._quiet)

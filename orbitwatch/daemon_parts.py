@@ -25,6 +25,7 @@ from alerting.tables import AlertTables
 from orbitwatch.alert_intake import alert_intake
 from orbitwatch.discovery import discovery_path
 from orbitwatch.errors import ConfigError
+from orbitwatch.load_threads import LoadThreads
 from orbitwatch.metrics import DaemonMetrics
 from orbitwatch.query_service import QueryService
 from orbitwatch.retention_worker import RetentionWorker
@@ -59,7 +60,7 @@ def open_history(settings: Settings) -> tuple[duckdb.DuckDBPyConnection, Path]:
     con = open_database(
         storage.path,
         memory_limit=storage.memory_limit,
-        threads=duckdb_threads(settings),
+        threads=storage.threads,
         checkpoint_threshold=storage.checkpoint_threshold,
         compatibility_version=storage.compatibility_version,
         sandbox=[archive],  # the query service reads no other file; retention writes there
@@ -67,17 +68,18 @@ def open_history(settings: Settings) -> tuple[duckdb.DuckDBPyConnection, Path]:
     return con, archive
 
 
-def duckdb_threads(settings: Settings) -> int | None:
-    """DuckDB's worker threads: ``storage.threads``, or 1 while processing is enabled.
+def load_threads(con: duckdb.DuckDBPyConnection, settings: Settings) -> LoadThreads | None:
+    """DuckDB's threads following the load (``orbitwatch.load_threads``) while processing is enabled and
+    ``storage.threads`` is not set (None: DuckDB keeps the threads it was opened with).
 
-    With processing, the daemon keeps two cores busy on its own (decode and recompute on the main thread,
-    inserts on the writer thread); DuckDB's own second thread then only contends with the recompute.
-    Measured on 2 cores: 450k samples/s with DuckDB's default, 480k with 1 thread (the backbone alone
-    is faster with the default: 670k against 600k, so it keeps it).
+    With processing, the daemon catching up keeps two cores busy on its own (decode and derive on the main
+    thread, inserts on the writer thread); DuckDB's own second thread then only contends with them.
+    Measured on 2 cores: 450k samples/s with DuckDB's default, 480k with 1 thread. The backbone alone is
+    faster with the default (670k against 600k), so without processing DuckDB keeps it throughout.
     """
-    if settings.storage.threads is not None:
-        return settings.storage.threads
-    return 1 if settings.processing.enabled else None
+    if settings.storage.threads is not None or not settings.processing.enabled:
+        return None
+    return LoadThreads(con)
 
 
 def derived_tables(con: duckdb.DuckDBPyConnection, settings: Settings) -> DerivedTables | None:
