@@ -45,15 +45,18 @@ HOURS = Parameter(int, 6, "hours back from the newest data")
 def _covered_hours(rollup: str) -> str:
     """SQL: one row of the span ``after`` (newest - ``$hours``), its first whole hour ``first_hour``, and the
     whole hours of it that ``rollup`` covers, ``[hours_from, hours_until)`` (empty when none): the other
-    hours of the span are read from the minute table the rollup sums (``storage.hourly``)."""
-    return f"""SELECT after, first_hour, hours_from, greatest(hours_from, hours_before) AS hours_until FROM (
-        SELECT after, first_hour, greatest(first_hour, coalesce(covered_from, 'infinity'::TIMESTAMPTZ)) AS hours_from,
+    hours of the span are read from the minute table the rollup sums (``storage.hourly``). ``covered_from``
+    and ``hours_before`` are the rollup's covered hours of any span (infinity and -infinity: none)."""
+    return f"""SELECT after, first_hour, hours_from, greatest(hours_from, hours_before) AS hours_until, covered_from,
+        hours_before FROM (
+        SELECT after, first_hour, greatest(first_hour, covered_from) AS hours_from, covered_from, hours_before
+        FROM (SELECT after, first_hour, coalesce(covered_from, 'infinity'::TIMESTAMPTZ) AS covered_from,
             coalesce(complete_before, '-infinity'::TIMESTAMPTZ) AS hours_before
         FROM (SELECT after, to_timestamp(floor(epoch(after) / 3600) * 3600 + 3600) AS first_hour
             FROM (SELECT {_NEWEST} - to_hours($hours::BIGINT) AS after)),
         -- the hours every shard covers (open_shards unions each shard's row; NULL: none yet)
         (SELECT CASE WHEN count(covered_from) = count(*) THEN max(covered_from) END AS covered_from,
-            min(complete_before) AS complete_before FROM rollup_marks WHERE name = '{rollup}'))"""
+            min(complete_before) AS complete_before FROM rollup_marks WHERE name = '{rollup}')))"""
 
 
 RISING_ECC_FROM_MINUTES = f"""SELECT rack_id, node, gpu, sum(ecc_dbe_inc) AS double_bit, sum(ecc_sbe_inc) AS single_bit,
@@ -101,7 +104,14 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
             # The GPU windows' sums per GPU, read from gpu_ecc_hours for the whole hours it covers and from
             # the minute windows for the rest (storage.ecc_hours): the answer of the same sums over the
             # minutes alone (RISING_ECC_FROM_MINUTES), without reading a day of GPU-minute windows.
-            f"""WITH bounds AS ({_covered_hours("gpu_ecc_hours")}),
+            f"""WITH covered AS ({_covered_hours("gpu_ecc_hours")}),
+            -- the span's first, partial hour: its minutes after `after`, or, when `after` lies in the first half
+            -- of the hour and the hour is rolled, its rolled rows less its minutes up to `after` (fewer rows)
+            bounds AS MATERIALIZED (
+                SELECT after, hours_until, subtract, CASE WHEN subtract THEN lead_hour ELSE hours_from END AS hours_from
+                FROM (SELECT *, covered_from <= lead_hour AND hours_before >= first_hour
+                    AND after < lead_hour + INTERVAL 30 MINUTE AS subtract
+                    FROM (SELECT *, first_hour - INTERVAL 1 HOUR AS lead_hour FROM covered))),
             minutes AS (
                 SELECT rack_id, node, gpu, window_start, samples, ecc_sbe_inc, ecc_dbe_inc FROM gpu_rollups_1m
                 WHERE window_start > (SELECT after FROM bounds) AND window_start < (SELECT hours_from FROM bounds)
@@ -114,6 +124,15 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
                     (ecc_sbe_inc IS NOT NULL)::BIGINT AS sbe_minutes, coalesce(ecc_dbe_inc, 0) AS dbe,
                     (ecc_dbe_inc IS NOT NULL)::BIGINT AS dbe_minutes, window_start AS last_minute
                 FROM minutes
+                UNION ALL
+                -- taken away: the first hour's minutes up to `after`, when its rolled rows are read. Their last
+                -- minutes, like the rolled hour's, may lie before the span: a GPU without a window in the span
+                -- nets no minutes and is not listed, and one with a window there has a later last minute
+                SELECT rack_id, node, gpu, -samples, -coalesce(ecc_sbe_inc, 0), -(ecc_sbe_inc IS NOT NULL)::BIGINT,
+                    -coalesce(ecc_dbe_inc, 0), -(ecc_dbe_inc IS NOT NULL)::BIGINT, window_start
+                FROM gpu_rollups_1m
+                WHERE (SELECT subtract FROM bounds) AND window_start >= (SELECT hours_from FROM bounds)
+                    AND window_start <= (SELECT after FROM bounds)
                 UNION ALL
                 SELECT rack_id, node, gpu, samples, ecc_sbe_inc, ecc_sbe_minutes, ecc_dbe_inc, ecc_dbe_minutes,
                     last_minute
