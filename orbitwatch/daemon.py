@@ -114,7 +114,7 @@ class Daemon:
         if (delivery := self.delivery) is not None:
             self.metrics.watch_backlog(lambda: delivery.backlog)
         self.backlogged = False  # the last batch was full: more is waiting (queries are paced meanwhile)
-        self.threads = load_threads(self._con, settings)  # DuckDB's threads: 1 while backlogged, else all cores
+        self.threads = load_threads(self._con, settings)  # DuckDB's threads: 1 while ingesting, all cores idle
         self.queries = query_service(self._con, settings, self.metrics, lambda: self.backlogged, self.status)
         self.retention = retention_worker(self._con, archive, settings)
         self.services = background_services(
@@ -149,7 +149,7 @@ class Daemon:
         raw = self.source.poll(d.poll_timeout_ms, d.max_batch_messages, d.poll_top_up_ms)
         self.backlogged = len(raw) >= d.max_batch_messages
         if self.threads is not None:
-            self.threads.observe(self.backlogged)
+            self.threads.observe(len(raw))
         if raw:
             self.chain.submit(Message.of(raw, polled_at))
         else:

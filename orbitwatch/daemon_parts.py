@@ -72,7 +72,7 @@ def load_threads(con: duckdb.DuckDBPyConnection, settings: Settings) -> LoadThre
     """DuckDB's threads following the load (``orbitwatch.load_threads``) while processing is enabled and
     ``storage.threads`` is not set (None: DuckDB keeps the threads it was opened with).
 
-    With processing, the daemon catching up keeps two cores busy on its own (decode and derive on the main
+    With processing, the daemon ingesting keeps the cores busy on its own (decode and derive on the main
     thread, inserts on the writer thread); DuckDB's own second thread then only contends with them.
     Measured on 2 cores: 450k samples/s with DuckDB's default, 480k with 1 thread. The backbone alone is
     faster with the default (670k against 600k), so without processing DuckDB keeps it throughout.

@@ -1,14 +1,15 @@
-"""DuckDB's worker threads follow the daemon's load: one while it catches up on a backlog, every core once
-it keeps up with the fleet.
+"""DuckDB's worker threads follow the daemon's load: one while it ingests, every core while it is idle.
 
-Why: while the daemon catches up, its own threads (decode and derive on the main thread, inserts on the
-writer thread) keep both cores busy, and a second DuckDB thread only contends with them (450k samples/s
-with DuckDB's default against 480k with one thread, ``orbitwatch.daemon_parts.load_threads``). Once it
-keeps up, it leaves most of a core idle, and an operator's query on one DuckDB thread cannot use it.
+Why: while the daemon ingests, its own threads (decode and derive on the main thread, inserts on the
+writer thread) need the cores, and a second DuckDB thread only contends with them: on a backlog 450k
+samples/s with DuckDB's default against 480k with one thread (``orbitwatch.daemon_parts.load_threads``),
+and with the live fleet streaming in (62.5k samples/s) every saved query got slower with two threads
+(p50 hottest-racks 51 ms against 32, rising-ecc 347 against 257, tenant-usage 119 against 87; one run of
+``tests.bench.query_latency`` against the medians of 3 before). Idle, a query on one thread leaves the
+other core unused (rising-ecc 124 ms p50 with two, 149 with one, in the same bench's first run).
 
-Decision: DuckDB's default (all cores, ``spare``) until a batch is full, one thread (``busy``) from then on,
-and all cores again after ``settle_s`` of batches that were not full, so that a backlog's short pauses do
-not flap it. A daemon restarted on a backlog drops to one thread with its first batch. ``SET threads`` is
+Decision: DuckDB's default (all cores, ``spare``) until a poll brings messages, one thread (``busy``) from
+then on, and all cores again after ``settle_s`` of polls that brought nothing. ``SET threads`` is
 database-wide; DuckDB relaunches its workers between tasks, so queries running meanwhile go on (tested).
 Only the default (``storage.threads`` unset, processing on) adapts; a configured ``storage.threads`` is kept.
 """
@@ -26,7 +27,7 @@ SETTLE_S = 5.0
 
 
 class LoadThreads:
-    """Sets DuckDB's ``threads`` from the batches the daemon observes (``observe`` after each poll)."""
+    """Sets DuckDB's ``threads`` from the polls the daemon observes (``observe`` after each poll)."""
 
     def __init__(
         self,
@@ -44,20 +45,20 @@ class LoadThreads:
         self._settle_s = settle_s
         self._clock = clock
         self.threads = self._spare
-        self._calm_since: float | None = None
+        self._idle_since: float | None = None
 
-    def observe(self, backlogged: bool) -> None:
-        """A poll's outcome: ``backlogged`` (the batch was full) drops to ``busy`` threads at once; batches
-        that were not full for ``settle_s`` raise them to ``spare``."""
-        if backlogged:
-            self._calm_since = None
-            self._set(self._busy, "catching up on a backlog")
+    def observe(self, messages: int) -> None:
+        """A poll's outcome: ``messages`` drop to ``busy`` threads at once; polls that brought nothing for
+        ``settle_s`` raise them to ``spare``."""
+        if messages:
+            self._idle_since = None
+            self._set(self._busy, "ingesting")
             return
         now = self._clock()
-        if self._calm_since is None:
-            self._calm_since = now
-        elif now - self._calm_since >= self._settle_s:
-            self._set(self._spare, f"kept up for {self._settle_s:g} s")
+        if self._idle_since is None:
+            self._idle_since = now
+        elif now - self._idle_since >= self._settle_s:
+            self._set(self._spare, f"idle for {self._settle_s:g} s")
 
     def close(self) -> None:
         """Close the cursor (the connection stays open)."""

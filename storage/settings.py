@@ -22,9 +22,9 @@ class StorageSettings(BaseModel):
     threads: int | None = Field(
         None,
         ge=1,
-        description="DuckDB worker threads; null: with processing enabled 1 while the daemon catches up on a "
-        "backlog (its own threads need both cores) and all cores once it keeps up (orbitwatch.load_threads), "
-        "else DuckDB's default (all cores)",
+        description="DuckDB worker threads; null: with processing enabled 1 while the daemon ingests (its own "
+        "threads need the cores) and all cores while it is idle (orbitwatch.load_threads), else DuckDB's "
+        "default (all cores)",
     )
     checkpoint_threshold: str = Field("256MB", pattern=_SIZE)
     compatibility_version: str = Field(

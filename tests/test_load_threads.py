@@ -24,33 +24,35 @@ def threads_of(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0])
 
 
-def test_all_threads_until_a_backlog_one_on_it_all_again_once_calm_for_the_settle_time(tmp_path: Path) -> None:
+def test_all_threads_until_messages_come_one_while_they_do_all_again_once_idle_for_the_settle_time(
+    tmp_path: Path,
+) -> None:
     con = open_database(tmp_path / "h.duckdb", threads=2)
     clock = Clock()
     load = LoadThreads(con, busy=1, settle_s=10.0, clock=clock)
-    assert load.threads == 2  # the threads it was opened with, until a batch is full
-    load.observe(False)
+    assert load.threads == 2  # the threads it was opened with, until messages come
+    load.observe(0)
     assert threads_of(con) == 2
-    load.observe(True)
+    load.observe(120)
     assert threads_of(con) == 1
     clock.now = 1.0
-    load.observe(False)  # the first calm poll starts the settle time
+    load.observe(0)  # the first empty poll starts the settle time
     clock.now = 10.9
-    load.observe(False)
+    load.observe(0)
     assert threads_of(con) == 1
     assert load.threads == 1
     clock.now = 11.0
-    load.observe(False)
+    load.observe(0)
     assert threads_of(con) == 2
     assert load.threads == 2
-    load.observe(True)  # a full batch: back to one at once
+    load.observe(1)  # a message: back to one at once
     assert threads_of(con) == 1
     clock.now = 15.0
-    load.observe(False)
+    load.observe(0)
     clock.now = 24.0
-    load.observe(True)  # a pause in the backlog shorter than the settle time does not raise them
+    load.observe(4000)  # a pause shorter than the settle time does not raise them
     clock.now = 30.0
-    load.observe(False)
+    load.observe(0)
     assert threads_of(con) == 1
     load.close()
     con.close()
@@ -75,8 +77,8 @@ def test_queries_running_while_the_threads_change_answer_in_full(tmp_path: Path)
     changes = 0
     try:
         while len(answers) < 5:  # the threads change again and again while each answer is being computed
-            load.observe(True)
-            load.observe(False)
+            load.observe(1)
+            load.observe(0)
             changes += 2
     finally:
         stop.set()
