@@ -207,8 +207,7 @@ class DerivedTables:
         self.last_now: pl.DataFrame = pl.DataFrame()
         """The latest "now" judgement (``NOW_COLUMNS``), for alert rules of scope ``rack_now``."""
         self.rollups = open_rollups(con)
-        """The hourly rollups by source table, rolled and accounted as its windows are written
-        (``storage.hourly``)."""
+        """The rollups by source table, rolled and accounted as its windows are written (``storage.hourly``)."""
 
     def committed(self) -> None:
         """The writer committed: the state changed in its transaction becomes the state."""
@@ -220,13 +219,15 @@ class DerivedTables:
             self._held, self._pending_held = self._pending_held, None
         if self._pending_written_at is not None:
             self._written_at, self._pending_written_at = self._pending_written_at, None
-        for rollup in self.rollups.values():
-            rollup.committed()
+        for rollups in self.rollups.values():
+            for rollup in rollups:
+                rollup.committed()
 
     def rolled_back(self) -> None:
         """The writer rolled back: forget the state changed in its transaction."""
-        for rollup in self.rollups.values():
-            rollup.rolled_back()
+        for rollups in self.rollups.values():
+            for rollup in rollups:
+                rollup.rolled_back()
         self._pending = {}
         self._pending_tips = None
         self._pending_held = None
@@ -571,8 +572,9 @@ class DerivedTables:
             if not rows.gpu.is_empty():
                 newest = rows.gpu["window_start"].max()
                 assert isinstance(newest, datetime)
-                for rollup in self.rollups.values():
-                    rollup.roll(newest)
+                for rollups in self.rollups.values():
+                    for rollup in rollups:
+                        rollup.roll(newest)
             gaps_open = self._update_gaps(new_frames, before.keys, before.bounds, now)
             self._update_link(new_frames)
         changes = self.refresh_now(as_of, now, rows) if as_of is not None else 0
@@ -645,23 +647,25 @@ class DerivedTables:
     def _replace(self, table: str, windows: pl.DataFrame, rows: pl.DataFrame) -> None:
         """Delete ``windows``' rows of ``table`` and insert ``rows`` in their place (windows of hours a rollup
         covers accounted there)."""
-        rollup = self.rollups.get(table)
+        rollups = self.rollups.get(table, ())
+        accounted = ", ".join(dict.fromkeys(c for rollup in rollups for c in rollup.rollup.accounted))
         replaced: list[pl.DataFrame] = []
         self._con.register("gone", windows.select(WINDOW_KEY))
         try:
             for low, high in _ranges(windows, timedelta(0), timedelta(0)):
                 delete = f"""DELETE FROM {table} t WHERE t.window_start >= ? AND t.window_start <= ? AND EXISTS
                     (SELECT 1 FROM gone g WHERE g.rack_id = t.rack_id AND g.window_start = t.window_start)"""
-                if rollup is not None and rollup.covers(low):  # the replaced windows are subtracted
-                    returning = f"{delete} RETURNING {', '.join(rollup.rollup.accounted)}"
-                    replaced.append(self._con.sql(returning, params=[low, high]).pl())
+                if any(rollup.covers(low) for rollup in rollups):  # the replaced windows are subtracted
+                    replaced.append(self._con.sql(f"{delete} RETURNING {accounted}", params=[low, high]).pl())
                 else:
                     self._con.execute(delete, [low, high])
         finally:
             self._con.unregister("gone")
         insert_rows(self._con, table, self._columns[table], rows)
-        if rollup is not None and (replaced or rollup.covers(_earliest(rows))):
-            rollup.account(pl.concat(replaced) if replaced else rows.clear(), rows)
+        if replaced or any(rollup.covers(_earliest(rows)) for rollup in rollups):
+            gone = pl.concat(replaced) if replaced else rows.clear()
+            for rollup in rollups:
+                rollup.account(gone, rows)
 
     def _update_gaps(self, new_frames: pl.DataFrame, keys: pl.DataFrame, bounds: pl.DataFrame, now: datetime) -> int:
         """Fold the new frames into the open gaps and sequence bounds of their racks and epochs."""

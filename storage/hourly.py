@@ -1,18 +1,23 @@
-"""Hourly rollups of minute tables: what saved queries read instead of a day of minute windows.
+"""Rollups of minute tables by hour (and by recent 10-minute slice): what saved queries read instead of a
+day of minute windows.
 
-A rollup's table holds **additive** rows: for a key k (a GPU; a tenant on a rack) and hour H the truth is
-the sum of its rows for (k, H), and ``rollup_marks`` names the hours that truth covers,
-``[covered_from, complete_before)`` (NULL before the first roll). For every hour in that span the rows of
-(k, H) add up to the source table's windows of k in H, each table counted with its archived days. Two
-moves keep it so, inside the batch's transaction (``storage.derived`` calls them):
+A rollup's table holds **additive** rows: for a key k (a GPU; a tenant on a rack) and bucket B (an hour, or
+a 10-minute slice) the truth is the sum of its rows for (k, B), and ``rollup_marks`` names the buckets that
+truth covers, ``[covered_from, complete_before)`` (NULL before the first roll). For every bucket in that
+span the rows of (k, B) add up to the source table's windows of k in B, each table counted with its
+archived days. Two moves keep it so, inside the batch's transaction (``storage.derived`` calls them):
 
-- **roll**: once a batch writes a window ``SETTLE`` past the end of hour ``complete_before``, the hours
-  from there to that point are aggregated from the source, one row per key and hour, and
+- **roll**: once a batch writes a window ``SETTLE`` past the end of bucket ``complete_before``, the buckets
+  from there to that point are aggregated from the source, one row per key and bucket, and
   ``complete_before`` moves on. The first roll of a history starts at its oldest window not archived, so
   a history written before the table existed is covered at once (one long transaction, logged).
-- **account**: whenever windows of a covered hour are replaced (late frames, a held minute written once it
-  closed, a restart's open minutes), the replaced windows are subtracted and the new ones added, as rows of
-  their own.
+- **account**: whenever windows of a covered bucket are replaced (late frames, a held minute written once
+  it closed, a restart's open minutes), the replaced windows are subtracted and the new ones added, as rows
+  of their own.
+
+A rollup with a ``keep`` (the slices) covers only its newest buckets: each roll drops the rows of buckets
+more than ``keep`` before ``complete_before`` and moves ``covered_from`` up to there, and its first roll
+starts ``keep`` back. Queries read its buckets only where the hourly table does not cover the span yet.
 
 Why additive rows: nothing is read back and rewritten, and retention stays simple: it moves each table's
 days in transactions of their own, which keeps every table's sum over live and archived rows, so the
@@ -22,7 +27,8 @@ Decisions: ``SETTLE`` is 5 minutes: a live rack's minute is written when it clos
 ``processing.open_minute_hold_s``, 5 s, or about a minute when its frames lag), so the live fleet is rolled,
 not accounted; late playback is accounted. A shorter wait keeps fewer minutes for queries to read: with
 15 minutes, during the first quarter of every hour the hour before was read from its 60 minute windows.
-Rows are not compacted: a late batch adds one row per key and hour it touches, few next to the 60 windows an hour holds.
+Rows are not compacted: a late batch adds one row per key and bucket it touches, few next to the windows a
+bucket holds.
 """
 
 from __future__ import annotations
@@ -41,18 +47,23 @@ from storage.table import Table
 from storage.tables import ROLLUP_MARKS
 
 log = logging.getLogger(__name__)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SETTLE = timedelta(minutes=5)
-_HOUR = timedelta(hours=1)
-_CHUNK_HOURS = 24
+HOUR = timedelta(hours=1)
+SLICE = timedelta(minutes=10)
+_CHUNK = timedelta(hours=24)
 HOUR_OF_WINDOW = "to_timestamp(floor(epoch(window_start) / 3600) * 3600)"
 """SQL: the UTC hour of a source row's ``window_start``."""
+SLICE_OF_WINDOW = "to_timestamp(floor(epoch(window_start) / 600) * 600)"
+"""SQL: the UTC 10-minute slice of a source row's ``window_start``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Rollup:
-    """What one hourly table sums: its ``source`` minute table, the ``key`` of its rows (hour aside), the
-    source columns ``accounted`` needs, the SQL select list that ``roll`` groups by all, the signed ``terms``
-    of source windows and the aggregates that add terms up per key and hour."""
+    """What one rollup table sums: its ``source`` minute table, the ``key`` of its rows (the bucket aside),
+    the source columns ``accounted`` needs, the SQL select list that ``roll`` groups by all, the signed
+    ``terms`` of source windows and the aggregates that add terms up per key and bucket; its buckets are
+    ``width`` long, start at column ``bucket``, and are kept for ``keep`` (None: all, archived by retention)."""
 
     table: Table
     source: str
@@ -61,6 +72,9 @@ class Rollup:
     roll_select: str
     terms: Callable[[pl.DataFrame, int], pl.DataFrame]
     sums: tuple[pl.Expr, ...]
+    width: timedelta = HOUR
+    bucket: str = "hour"
+    keep: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +87,28 @@ class Marks:
 
 def floor_hour(at: datetime) -> datetime:
     """The start of ``at``'s UTC hour (``at`` tz-aware, in any zone DuckDB hands it out in)."""
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return floor_to(at, HOUR)
+
+
+def floor_to(at: datetime, width: timedelta) -> datetime:
+    """The start of ``at``'s UTC bucket of ``width`` (a divisor of a day; ``at`` tz-aware)."""
+    step = round(width.total_seconds() * 1_000_000)
+    micros = (at - _EPOCH) // timedelta(microseconds=1)
+    return _EPOCH + timedelta(microseconds=micros - micros % step)
+
+
+def bucket_of(column: str, width: timedelta, name: str) -> pl.Expr:
+    """Polars: the UTC bucket of ``width`` of a datetime column, named ``name``."""
+    every = f"{round(width.total_seconds())}s"
+    return pl.col(column).dt.convert_time_zone("UTC").dt.truncate(every).alias(name)
 
 
 def hour_of(column: str) -> pl.Expr:
     """Polars: the UTC hour of a datetime column, named ``hour``."""
-    return pl.col(column).dt.convert_time_zone("UTC").dt.truncate("1h").alias("hour")
+    return bucket_of(column, HOUR, "hour")
 
 
-class HourlyRollup:
+class BucketRollup:
     """Rolls and accounts one rollup on the writer's connection, inside its open transaction; the marks are
     cached (this process is the file's only writer) and kept aside until the transaction commits."""
 
@@ -136,46 +163,55 @@ class HourlyRollup:
         if not parts:
             return 0
         columns = list(self.rollup.table.names)
-        rows = pl.concat(parts).group_by([*self.rollup.key, "hour"]).agg(self.rollup.sums).select(columns)
+        rows = pl.concat(parts).group_by([*self.rollup.key, self.rollup.bucket]).agg(self.rollup.sums).select(columns)
         insert_rows(self._con, self.name, columns, rows)
         return rows.height
 
     def roll(self, newest: datetime) -> int:
-        """Aggregate the hours that ended ``SETTLE`` before ``newest`` (a window just written) and are not
-        covered yet; returns the hours rolled."""
-        until = floor_hour(newest - SETTLE)
+        """Aggregate the buckets that ended ``SETTLE`` before ``newest`` (a window just written) and are not
+        covered yet, and drop those a ``keep`` leaves behind; returns the buckets rolled."""
+        width, keep = self.rollup.width, self.rollup.keep
+        until = floor_to(newest - SETTLE, width)
         marks = self.marks
         if marks is not None and until <= marks.complete_before:
             return 0
         began = time.perf_counter()
-        start = marks.complete_before if marks is not None else self._first_hour()
+        start = marks.complete_before if marks is not None else self._first_bucket()
+        if start is not None and keep is not None:
+            start = max(start, until - keep)  # a long pause leaves a gap before the buckets kept
         if start is None or start >= until:
             return 0
-        for low in range(0, round((until - start) / _HOUR), _CHUNK_HOURS):  # a day at a time: bounded memory
+        step = max(1, round(_CHUNK / width))  # a day at a time: bounded memory
+        buckets = round((until - start) / width)
+        for low in range(0, buckets, step):
             self._con.execute(
                 f"""INSERT INTO {self.name} SELECT {self.rollup.roll_select}
                 FROM {self.rollup.source} WHERE window_start >= ? AND window_start < ? GROUP BY ALL""",
-                [start + low * _HOUR, min(until, start + (low + _CHUNK_HOURS) * _HOUR)],
+                [start + low * width, min(until, start + (low + step) * width)],
             ).fetchall()  # DuckDB 2: a statement's result is finished before the next one
-        covered_from = marks.covered_from if marks is not None else start
+        covered_from = marks.covered_from if marks is not None and marks.complete_before == start else start
+        if keep is not None:
+            covered_from = max(covered_from, until - keep)
+            if marks is not None and covered_from > marks.covered_from:
+                self._con.execute(f"DELETE FROM {self.name} WHERE {self.rollup.bucket} < ?", [covered_from]).fetchall()
         self._con.execute(
             f"UPDATE {ROLLUP_MARKS.name} SET covered_from = ?, complete_before = ? WHERE name = ?",
             [covered_from, until, self.name],
         ).fetchall()
         self._pending = Marks(covered_from, until)
-        hours = round((until - start) / _HOUR)
         if marks is None:
             log.info(
-                "%s: the history's first roll covered %d hours from %s (%.1f s)",
+                "%s: the history's first roll covered %d buckets of %s from %s (%.1f s)",
                 self.name,
-                hours,
+                buckets,
+                width,
                 start.isoformat(),
                 time.perf_counter() - began,
             )
-        return hours
+        return buckets
 
-    def _first_hour(self) -> datetime | None:
-        """The first hour a history's first roll may cover: its oldest window's, after the archived days."""
+    def _first_bucket(self) -> datetime | None:
+        """The first bucket a history's first roll may cover: its oldest window's, after the archived days."""
         (row,) = self._con.execute(
             f"""SELECT (SELECT min(window_start) FROM {self.rollup.source}),
                 (SELECT max(max_time) FROM archive_log WHERE table_name = ?)""",
@@ -183,5 +219,6 @@ class HourlyRollup:
         ).fetchall()
         if row[0] is None:
             return None
-        oldest: datetime = floor_hour(row[0])
-        return max(oldest, floor_hour(row[1]) + _HOUR) if row[1] is not None else oldest
+        width = self.rollup.width
+        oldest: datetime = floor_to(row[0], width)
+        return max(oldest, floor_to(row[1], width) + width) if row[1] is not None else oldest

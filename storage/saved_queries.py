@@ -42,6 +42,15 @@ class SavedQuery:
 HOURS = Parameter(int, 6, "hours back from the newest data")
 
 
+def _marks(rollup: str, covered_from: str, complete_before: str) -> str:
+    """SQL: one row of the buckets every shard's ``rollup`` covers, ``[covered_from, complete_before)``, under
+    those names (infinity and -infinity: none; open_shards unions each shard's row of ``rollup_marks``)."""
+    return f"""(SELECT coalesce(CASE WHEN count(covered_from) = count(*) THEN max(covered_from) END,
+            'infinity'::TIMESTAMPTZ) AS {covered_from},
+        coalesce(min(complete_before), '-infinity'::TIMESTAMPTZ) AS {complete_before}
+        FROM rollup_marks WHERE name = '{rollup}')"""
+
+
 def _covered_hours(rollup: str) -> str:
     """SQL: one row of the span ``after`` (newest - ``$hours``), its first whole hour ``first_hour``, and the
     whole hours of it that ``rollup`` covers, ``[hours_from, hours_until)`` (empty when none): the other
@@ -50,13 +59,9 @@ def _covered_hours(rollup: str) -> str:
     return f"""SELECT after, first_hour, hours_from, greatest(hours_from, hours_before) AS hours_until, covered_from,
         hours_before FROM (
         SELECT after, first_hour, greatest(first_hour, covered_from) AS hours_from, covered_from, hours_before
-        FROM (SELECT after, first_hour, coalesce(covered_from, 'infinity'::TIMESTAMPTZ) AS covered_from,
-            coalesce(complete_before, '-infinity'::TIMESTAMPTZ) AS hours_before
         FROM (SELECT after, to_timestamp(floor(epoch(after) / 3600) * 3600 + 3600) AS first_hour
             FROM (SELECT {_NEWEST} - to_hours($hours::BIGINT) AS after)),
-        -- the hours every shard covers (open_shards unions each shard's row; NULL: none yet)
-        (SELECT CASE WHEN count(covered_from) = count(*) THEN max(covered_from) END AS covered_from,
-            min(complete_before) AS complete_before FROM rollup_marks WHERE name = '{rollup}')))"""
+        {_marks(rollup, "covered_from", "hours_before")})"""
 
 
 RISING_ECC_FROM_MINUTES = f"""SELECT rack_id, node, gpu, sum(ecc_dbe_inc) AS double_bit, sum(ecc_sbe_inc) AS single_bit,
@@ -101,24 +106,34 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
         SavedQuery(
             "rising-ecc",
             "GPUs with single- or double-bit ECC errors over the last hours, most first.",
-            # The GPU windows' sums per GPU, read from gpu_ecc_hours for the whole hours it covers and from
-            # the minute windows for the rest (storage.ecc_hours): the answer of the same sums over the
-            # minutes alone (RISING_ECC_FROM_MINUTES), without reading a day of GPU-minute windows.
+            # The GPU windows' sums per GPU, read from gpu_ecc_hours for the whole hours it covers, from
+            # gpu_ecc_slices for the 10-minute slices after them, and from the minute windows for the rest
+            # (storage.ecc_hours): the answer of the same sums over the minutes alone (RISING_ECC_FROM_MINUTES),
+            # without reading a day of GPU-minute windows.
             f"""WITH covered AS ({_covered_hours("gpu_ecc_hours")}),
             -- the span's first, partial hour: its minutes after `after`, or, when `after` lies in the first half
-            -- of the hour and the hour is rolled, its rolled rows less its minutes up to `after` (fewer rows)
+            -- of the hour and the hour is rolled, its rolled rows less its minutes up to `after` (fewer rows);
+            -- after the covered hours, the 10-minute slices gpu_ecc_slices covers, [slices_from, slices_until)
             bounds AS MATERIALIZED (
-                SELECT after, hours_until, subtract, CASE WHEN subtract THEN lead_hour ELSE hours_from END AS hours_from
+                SELECT after, hours_until, subtract,
+                    CASE WHEN subtract THEN lead_hour ELSE hours_from END AS hours_from,
+                    slices_from, greatest(slices_from, slices_before) AS slices_until
                 FROM (SELECT *, covered_from <= lead_hour AND hours_before >= first_hour
-                    AND after < lead_hour + INTERVAL 30 MINUTE AS subtract
-                    FROM (SELECT *, first_hour - INTERVAL 1 HOUR AS lead_hour FROM covered))),
+                    AND after < lead_hour + INTERVAL 30 MINUTE AS subtract,
+                    greatest(hours_until, slices_covered_from) AS slices_from
+                    FROM (SELECT *, first_hour - INTERVAL 1 HOUR AS lead_hour FROM covered),
+                    {_marks("gpu_ecc_slices", "slices_covered_from", "slices_before")})),
             minutes AS (
                 SELECT rack_id, node, gpu, window_start, samples, ecc_sbe_inc, ecc_dbe_inc FROM gpu_rollups_1m
                 WHERE window_start > (SELECT after FROM bounds) AND window_start < (SELECT hours_from FROM bounds)
                 UNION ALL
                 SELECT rack_id, node, gpu, window_start, samples, ecc_sbe_inc, ecc_dbe_inc FROM gpu_rollups_1m
+                WHERE window_start > (SELECT after FROM bounds) AND window_start >= (SELECT hours_until FROM bounds)
+                    AND window_start < (SELECT slices_from FROM bounds)
+                UNION ALL
+                SELECT rack_id, node, gpu, window_start, samples, ecc_sbe_inc, ecc_dbe_inc FROM gpu_rollups_1m
                 WHERE window_start > (SELECT after FROM bounds)
-                    AND window_start >= (SELECT hours_until FROM bounds)),
+                    AND window_start >= (SELECT slices_until FROM bounds)),
             terms AS (
                 SELECT rack_id, node, gpu, samples, coalesce(ecc_sbe_inc, 0) AS sbe,
                     (ecc_sbe_inc IS NOT NULL)::BIGINT AS sbe_minutes, coalesce(ecc_dbe_inc, 0) AS dbe,
@@ -137,7 +152,12 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
                 SELECT rack_id, node, gpu, samples, ecc_sbe_inc, ecc_sbe_minutes, ecc_dbe_inc, ecc_dbe_minutes,
                     last_minute
                 FROM gpu_ecc_hours
-                WHERE hour >= (SELECT hours_from FROM bounds) AND hour < (SELECT hours_until FROM bounds)),
+                WHERE hour >= (SELECT hours_from FROM bounds) AND hour < (SELECT hours_until FROM bounds)
+                UNION ALL
+                SELECT rack_id, node, gpu, samples, ecc_sbe_inc, ecc_sbe_minutes, ecc_dbe_inc, ecc_dbe_minutes,
+                    last_minute
+                FROM gpu_ecc_slices
+                WHERE slice >= (SELECT slices_from FROM bounds) AND slice < (SELECT slices_until FROM bounds)),
             -- with min_single_bit >= 1 a listed GPU has a positive term: only those GPUs' terms are summed
             candidates AS (SELECT DISTINCT rack_id, node, gpu FROM terms WHERE sbe > 0 OR dbe > 0),
             listed AS (

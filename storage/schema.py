@@ -24,6 +24,8 @@ Tables (columns are documented in the README):
   ``rollup_marks``: which hours it covers (``storage.ecc_hours``; the saved query ``rising-ecc`` reads it).
 - v9, derived: ``tenant_hours``: GPU-seconds per tenant, rack and hour (``storage.tenant_hours``; the saved
   query ``tenant-usage`` reads it).
+- v10, derived: ``gpu_ecc_slices``: ``gpu_ecc_hours``'s sums per 10-minute slice of the last two hours
+  rolled (``storage.ecc_hours``; ``rising-ecc`` reads it for the open hour).
 
 **Migrations are frozen; declarations are current.** A migration's statements are the text it ran, kept
 verbatim (here and in ``storage.alert_schema``) and never rendered from a declaration: a fresh database
@@ -455,6 +457,25 @@ MIGRATIONS: tuple[Migration, ...] = (
                 minutes BIGINT NOT NULL,
                 gpu_seconds BIGINT NOT NULL)""",
             "INSERT INTO rollup_marks VALUES ('tenant_hours', NULL, NULL)",
+        ),
+    ),
+    Migration(
+        10,
+        "derived: GPU samples and ECC increments per GPU and recent 10-minute slice",
+        (
+            """CREATE TABLE gpu_ecc_slices (
+                rack_id VARCHAR NOT NULL,
+                node INTEGER NOT NULL,
+                gpu INTEGER NOT NULL,
+                slice TIMESTAMPTZ NOT NULL,
+                minutes BIGINT NOT NULL,
+                samples BIGINT NOT NULL,
+                ecc_sbe_inc BIGINT NOT NULL,
+                ecc_sbe_minutes BIGINT NOT NULL,
+                ecc_dbe_inc BIGINT NOT NULL,
+                ecc_dbe_minutes BIGINT NOT NULL,
+                last_minute TIMESTAMPTZ)""",
+            "INSERT INTO rollup_marks VALUES ('gpu_ecc_slices', NULL, NULL)",
         ),
     ),
 )

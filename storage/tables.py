@@ -223,6 +223,25 @@ GPU_ECC_HOURS = Table(
 """Additive rows per GPU and hour of ``gpu_windows_1m`` (``storage.ecc_hours``): GPU-minute windows, samples,
 the ECC increments' sums (nulls as 0) and the minutes with a non-null increment, the newest minute."""
 
+GPU_ECC_SLICES = Table(
+    "gpu_ecc_slices",
+    (
+        Column("rack_id", _S),
+        Column("node", _I32),
+        Column("gpu", _I32),
+        Column("slice", _UTC),
+        Column("minutes", _I64),
+        Column("samples", _I64),
+        Column("ecc_sbe_inc", _I64),
+        Column("ecc_sbe_minutes", _I64),
+        Column("ecc_dbe_inc", _I64),
+        Column("ecc_dbe_minutes", _I64),
+        Column("last_minute", _UTC, nullable=True),
+    ),
+)
+"""``gpu_ecc_hours``'s sums per GPU and 10-minute slice of the last two hours rolled (``storage.ecc_hours``):
+what ``rising-ecc`` reads for the open hour instead of its GPU-minute windows."""
+
 TENANT_HOURS = Table(
     "tenant_hours",
     (
@@ -241,7 +260,7 @@ ROLLUP_MARKS = Table(
     (Column("name", _S), Column("covered_from", _UTC, nullable=True), Column("complete_before", _UTC, nullable=True)),
     primary_key=("name",),
 )
-"""Per rolled-up table, the hours ``[covered_from, complete_before)`` it covers, NULL before its first roll
+"""Per rolled-up table, the buckets ``[covered_from, complete_before)`` it covers, NULL before its first roll
 (``storage.hourly``); every history has the row, so the shards' union tells a shard that covers nothing."""
 
 DECLARED: tuple[Table, ...] = (
@@ -255,6 +274,7 @@ DECLARED: tuple[Table, ...] = (
     GPU_WINDOWS_1M,
     RACK_WINDOWS_1M,
     GPU_ECC_HOURS,
+    GPU_ECC_SLICES,
     TENANT_HOURS,
     ROLLUP_MARKS,
 )

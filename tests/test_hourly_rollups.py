@@ -5,8 +5,8 @@ Random racks (ECC counters rising at random, tenants coming and going, a reboot)
 order, with batches played back one to three hours late and duplicates, over hour boundaries, with and
 without open minutes held in memory. After every batch each saved query (hourly rows for the covered hours,
 minute windows for the rest) is compared with its definition over the minute windows alone
-(``RISING_ECC_FROM_MINUTES``, ``TENANT_USAGE_FROM_MINUTES``), and each covered hour's rows of
-``gpu_ecc_hours`` and ``tenant_hours`` are checked against the windows they sum.
+(``RISING_ECC_FROM_MINUTES``, ``TENANT_USAGE_FROM_MINUTES``), and each covered bucket's rows of
+``gpu_ecc_hours``, ``gpu_ecc_slices`` and ``tenant_hours`` are checked against the windows they sum.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from storage.derived import DerivedTables
-from storage.hourly import HOUR_OF_WINDOW, floor_hour
+from storage.hourly import HOUR_OF_WINDOW, SLICE_OF_WINDOW, floor_hour
 from storage.query import run_query
 from storage.saved_queries import RISING_ECC_FROM_MINUTES, TENANT_USAGE_FROM_MINUTES, run_saved
 from storage.writer import HistoryWriter
@@ -32,15 +32,15 @@ TENANT_PARAMS = [{"hours": hours, "tenant": tenant} for hours in (1, 2, 3, 24) f
 TENANTS = (None, "tenant-a", "tenant-b", "tenant-c")
 
 
-def covered_vs_summed(rollup: str, hourly: str, windows: str) -> str:
-    """SQL: the rows where ``rollup``'s sums per key and hour (``hourly``) and the source windows' (``windows``)
-    differ, over the hours ``rollup_marks`` says it covers (none: the two agree)."""
+def covered_vs_summed(rollup: str, hourly: str, windows: str, bucket: str = "hour") -> str:
+    """SQL: the rows where ``rollup``'s sums per key and ``bucket`` (``hourly``) and the source windows'
+    (``windows``) differ, over the buckets ``rollup_marks`` says it covers (none: the two agree)."""
     return f"""
     WITH hourly AS ({hourly}),
     windows AS ({windows}),
     marks AS (SELECT covered_from, complete_before FROM rollup_marks WHERE name = '{rollup}'),
-    covered AS (SELECT w.* FROM windows w, marks WHERE hour >= covered_from AND hour < complete_before),
-    summed AS (SELECT h.* FROM hourly h, marks WHERE hour >= covered_from AND hour < complete_before)
+    covered AS (SELECT w.* FROM windows w, marks WHERE {bucket} >= covered_from AND {bucket} < complete_before),
+    summed AS (SELECT h.* FROM hourly h, marks WHERE {bucket} >= covered_from AND {bucket} < complete_before)
     (SELECT * FROM covered EXCEPT ALL SELECT * FROM summed)
     UNION ALL
     (SELECT * FROM summed EXCEPT ALL SELECT * FROM covered)"""
@@ -56,6 +56,18 @@ ECC_HOURS_VS_MINUTES = covered_vs_summed(
         sum(samples) AS samples, coalesce(sum(ecc_sbe_inc), 0) AS sbe, count(ecc_sbe_inc) AS sbe_n,
         coalesce(sum(ecc_dbe_inc), 0) AS dbe, count(ecc_dbe_inc) AS dbe_n, max(window_start) AS last_minute
     FROM gpu_windows_1m GROUP BY ALL""",
+)
+ECC_SLICES_VS_MINUTES = covered_vs_summed(
+    "gpu_ecc_slices",
+    """SELECT rack_id, node, gpu, slice, sum(minutes) AS minutes, sum(samples) AS samples,
+        sum(ecc_sbe_inc) AS sbe, sum(ecc_sbe_minutes) AS sbe_n, sum(ecc_dbe_inc) AS dbe,
+        sum(ecc_dbe_minutes) AS dbe_n, max(last_minute) AS last_minute
+    FROM gpu_ecc_slices GROUP BY ALL""",
+    f"""SELECT rack_id, node, gpu, {SLICE_OF_WINDOW} AS slice, count(*) AS minutes,
+        sum(samples) AS samples, coalesce(sum(ecc_sbe_inc), 0) AS sbe, count(ecc_sbe_inc) AS sbe_n,
+        coalesce(sum(ecc_dbe_inc), 0) AS dbe, count(ecc_dbe_inc) AS dbe_n, max(window_start) AS last_minute
+    FROM gpu_windows_1m GROUP BY ALL""",
+    bucket="slice",
 )
 TENANT_HOURS_VS_MINUTES = covered_vs_summed(
     "tenant_hours",
@@ -144,8 +156,18 @@ def first_hour_subtracted(store: Store, hours: int) -> bool:
     return bool(marks[0][0] <= lead and marks[0][1] > lead and after < lead + timedelta(minutes=30))
 
 
-def answers_match(store: Store) -> int:
-    """Compare every saved query with its minute definition; returns how many rising-ecc spans subtracted."""
+def slices_read(store: Store) -> bool:
+    """Whether ``rising-ecc`` reads 10-minute slices after the covered hours (``gpu_ecc_slices`` covers one)."""
+    marks = dict(store.rows("SELECT name, complete_before FROM rollup_marks WHERE covered_from NOTNULL"))
+    slices_from = store.rows("SELECT covered_from FROM rollup_marks WHERE name = 'gpu_ecc_slices'")[0][0]
+    if "gpu_ecc_hours" not in marks or "gpu_ecc_slices" not in marks:
+        return False
+    return bool(max(marks["gpu_ecc_hours"], slices_from) < marks["gpu_ecc_slices"])
+
+
+def answers_match(store: Store) -> tuple[int, int]:
+    """Compare every saved query with its minute definition; returns how many rising-ecc spans subtracted
+    and whether slices were read."""
     subtracted = 0
     for params in PARAMS:
         subtracted += first_hour_subtracted(store, params["hours"])
@@ -160,27 +182,36 @@ def answers_match(store: Store) -> int:
         assert saved.table.schema == expected.table.schema
         assert saved.rows == expected.rows, tenant_params
     assert store.rows(ECC_HOURS_VS_MINUTES) == []
+    assert store.rows(ECC_SLICES_VS_MINUTES) == []
     assert store.rows(TENANT_HOURS_VS_MINUTES) == []
-    return subtracted
+    return subtracted, slices_read(store)
 
 
 @pytest.mark.parametrize(("seed", "hold"), [(1, None), (2, timedelta(minutes=1)), (3, timedelta(seconds=30))])
 def test_saved_queries_answer_what_the_minute_windows_answer(tmp_path: Path, seed: int, hold: timedelta | None) -> None:
     store = Store(tmp_path / "history.duckdb")
     store.writer = HistoryWriter(store.con, DerivedTables(store.con, hold=hold))
-    subtracted = 0
+    subtracted = with_slices = 0
     try:
         for batch in deliveries(fleet(seed), seed):
             received = max(at for at, _ in batch) + timedelta(seconds=30)
             store.store([m for _, m in batch], received_ms=int(received.timestamp() * 1000))
-            subtracted += answers_match(store)
+            subtracted_now, sliced = answers_match(store)
+            subtracted += subtracted_now
+            with_slices += sliced
         assert subtracted > 10  # the first hour was read both ways
-        marks = store.rows("SELECT name, complete_before - covered_from FROM rollup_marks ORDER BY name")
-        assert marks == [("gpu_ecc_hours", marks[0][1]), ("tenant_hours", marks[0][1])]
-        assert marks[0][1] >= timedelta(hours=2)  # the hourly rows were read
-        for table, key in (("gpu_ecc_hours", "rack_id, node, gpu"), ("tenant_hours", "tenant, rack_id")):
-            accounted = f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {key}, hour HAVING count(*) > 1)"
-            assert store.rows(accounted)[0][0] > 0, table  # late windows of rolled hours were accounted
+        assert with_slices > 10  # and the open hour from slices
+        marks = dict(store.rows("SELECT name, complete_before - covered_from FROM rollup_marks"))
+        assert marks["gpu_ecc_hours"] == marks["tenant_hours"] >= timedelta(hours=2)  # the hourly rows were read
+        assert marks["gpu_ecc_slices"] == timedelta(hours=2)  # the slices kept
+        older = """SELECT count(*) FROM gpu_ecc_slices, rollup_marks
+            WHERE name = 'gpu_ecc_slices' AND slice < covered_from"""
+        assert store.rows(older) == [(0,)]  # and no older ones
+        tables = (("gpu_ecc_hours", "hour"), ("gpu_ecc_slices", "slice"), ("tenant_hours", "hour"))
+        for table, bucket in tables:
+            key = "tenant, rack_id" if table == "tenant_hours" else "rack_id, node, gpu"
+            accounted = f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {key}, {bucket} HAVING count(*) > 1)"
+            assert store.rows(accounted)[0][0] > 0, table  # late windows of rolled buckets were accounted
         assert run_saved(store.con, "rising-ecc", {"hours": "24"}).rows  # something to compare
         assert len(run_saved(store.con, "tenant-usage", {"hours": "24"}).rows) == 3
     finally:
@@ -197,13 +228,15 @@ def test_a_history_written_before_the_table_is_covered_by_its_first_roll(tmp_pat
         store.store([m for _, m in halves[0]], received_ms=received[0])
         assert store.rows("SELECT count(*) FROM gpu_ecc_hours")[0][0] > 0
         assert store.rows("SELECT count(*) FROM tenant_hours")[0][0] > 0
-        store.con.execute("DELETE FROM gpu_ecc_hours")
-        store.con.execute("DELETE FROM tenant_hours")
+        for table in ("gpu_ecc_hours", "gpu_ecc_slices", "tenant_hours"):
+            store.con.execute(f"DELETE FROM {table}")
         store.con.execute("UPDATE rollup_marks SET covered_from = NULL, complete_before = NULL")
         store.writer = HistoryWriter(store.con, DerivedTables(store.con))  # a daemon started on it
         store.store([m for _, m in halves[1]], received_ms=received[1])
-        marks = store.rows("SELECT covered_from FROM rollup_marks")
-        assert marks == [(START.replace(minute=0),)] * 2
+        marks = dict(store.rows("SELECT name, covered_from FROM rollup_marks"))
+        assert marks["gpu_ecc_hours"] == marks["tenant_hours"] == START.replace(minute=0)
+        slices = dict(store.rows("SELECT name, complete_before - covered_from FROM rollup_marks"))["gpu_ecc_slices"]
+        assert slices == timedelta(hours=2)  # the slices' first roll starts two hours back, not at the oldest
         answers_match(store)
     finally:
         store.con.close()

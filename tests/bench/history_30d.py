@@ -94,7 +94,7 @@ _SHIFTED: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = 
 _STATE_TABLES = ("open_gaps", "seq_bounds", "rack_link", "rack_health_now", "kafka_offsets")
 # Rolled up again over the whole month once its windows are in (``storage.hourly``: the first roll of a
 # history covers all of it), since each copied day's newest hours were not rolled in the real day.
-_ROLLED = ("gpu_ecc_hours", "tenant_hours", "rollup_marks")
+_ROLLED = ("gpu_ecc_hours", "gpu_ecc_slices", "tenant_hours", "rollup_marks")
 _NOT_COPIED = ("schema_migrations", *_ROLLED)
 
 
@@ -328,12 +328,17 @@ def build_history(path: Path, real_days: list[tuple[Span, Path]], racks: int) ->
 
 
 def roll_up(con: duckdb.DuckDBPyConnection) -> None:
-    """Roll the whole history into the hourly rollups not covering it yet, as a daemon's first roll would."""
+    """Roll the whole history into the rollups not covering it yet, as a daemon's first roll would."""
     (newest,) = con.execute("SELECT max(window_start) FROM gpu_windows_1m").fetchall()[0]
-    for rollup in open_rollups(con).values() if newest is not None else ():
-        began = time.perf_counter()
-        hours = rollup.roll(newest)
-        print(f"  {hours} hours rolled into {rollup.name} ({time.perf_counter() - began:.0f} s)", flush=True)
+    for rollups in open_rollups(con).values() if newest is not None else ():
+        for rollup in rollups:
+            began = time.perf_counter()
+            buckets = rollup.roll(newest)
+            print(
+                f"  {buckets} buckets of {rollup.rollup.width} rolled into {rollup.name}"
+                f" ({time.perf_counter() - began:.0f} s)",
+                flush=True,
+            )
 
 
 def check_invariants(con: duckdb.DuckDBPyConnection) -> None:
