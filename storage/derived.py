@@ -645,7 +645,7 @@ class DerivedTables:
         )
 
     def _replace(self, table: str, windows: pl.DataFrame, rows: pl.DataFrame) -> None:
-        """Delete ``windows``' rows of ``table`` and insert ``rows`` in their place (windows of hours a rollup
+        """Delete ``windows``' rows of ``table`` and insert ``rows`` in their place (windows of buckets a rollup
         covers accounted there)."""
         rollups = self.rollups.get(table, ())
         accounted = ", ".join(dict.fromkeys(c for rollup in rollups for c in rollup.rollup.accounted))
