@@ -5,9 +5,9 @@ The history is ``tests.bench.history_30d``'s dataset in ``--dataset`` (built wit
 what it holds is printed). The daemon writes, so the bench works on a copy of it in ``--work``, made once.
 
 Each run has three phases, each with a fresh daemon process (``orbitwatch run``: the query service on a free
-port, retention off, every other setting at its default, notably DuckDB on 1 thread while processing is
-on, ``storage.memory_limit`` 512MB, ``query.max_concurrent`` 2 at ``query.nice`` 10) on the working copy.
-One client in this process (``QueryClient``) runs rounds of the five saved queries with their default
+port, retention off, every other setting at its default, notably DuckDB on 1 thread while ingesting and
+all cores once idle, ``storage.memory_limit`` 512MB, ``query.max_concurrent`` 2 at ``query.nice`` 10) on the
+working copy. One client in this process (``QueryClient``) runs rounds of the five saved queries with their default
 parameters (``rack-health-changes``: another rack each round), one after the other, in an order rotated
 every round. Latency = wall-clock time of ``QueryClient.saved``: HTTP, execution in the daemon, Arrow
 transfer, decoding to polars. The first round of each phase warms up and is not counted.
