@@ -11,10 +11,12 @@ no minute had a value), so ``rising-ecc`` answers exactly what it answered from 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import polars as pl
 
-from storage.hourly import HOUR, HOUR_OF_WINDOW, SLICE, SLICE_OF_WINDOW, Rollup, bucket_of
+from storage.hourly import HOUR, SLICE, Rollup, bucket_of, bucket_of_window
+from storage.table import Table
 from storage.tables import GPU_ECC_HOURS, GPU_ECC_SLICES
 
 _GPU = ("rack_id", "node", "gpu")
@@ -39,32 +41,26 @@ def _terms(bucket: pl.Expr) -> Callable[[pl.DataFrame, int], pl.DataFrame]:
     return terms
 
 
-def _roll_select(bucket_sql: str) -> str:
-    return f"""rack_id, node, gpu, {bucket_sql}, count(*), sum(samples),
-        coalesce(sum(ecc_sbe_inc), 0), count(ecc_sbe_inc), coalesce(sum(ecc_dbe_inc), 0), count(ecc_dbe_inc),
-        max(window_start)"""
-
-
-_ACCOUNTED = (*_GPU, "window_start", "samples", "ecc_sbe_inc", "ecc_dbe_inc")
 _SUMS = (*(pl.col(c).sum() for c in GPU_ECC_HOURS.names[4:-1]), pl.col("last_minute").max())
-ECC_HOURS = Rollup(
-    table=GPU_ECC_HOURS,
-    source="gpu_windows_1m",
-    key=_GPU,
-    accounted=_ACCOUNTED,
-    roll_select=_roll_select(f"{HOUR_OF_WINDOW} AS hour"),
-    terms=_terms(bucket_of("window_start", HOUR, "hour")),
-    sums=_SUMS,
-)
-ECC_SLICES = Rollup(
-    table=GPU_ECC_SLICES,
-    source="gpu_windows_1m",
-    key=_GPU,
-    accounted=_ACCOUNTED,
-    roll_select=_roll_select(f"{SLICE_OF_WINDOW} AS slice"),
-    terms=_terms(bucket_of("window_start", SLICE, "slice")),
-    sums=_SUMS,
-    width=SLICE,
-    bucket="slice",
-    keep=2 * HOUR,
-)
+
+
+def _ecc_rollup(table: Table, width: timedelta, bucket: str, keep: timedelta | None = None) -> Rollup:
+    """The GPU ECC rollup of ``gpu_windows_1m`` into ``table``, per GPU and bucket of ``width``."""
+    return Rollup(
+        table=table,
+        source="gpu_windows_1m",
+        key=_GPU,
+        accounted=(*_GPU, "window_start", "samples", "ecc_sbe_inc", "ecc_dbe_inc"),
+        roll_select=f"""rack_id, node, gpu, {bucket_of_window(width)} AS {bucket}, count(*), sum(samples),
+            coalesce(sum(ecc_sbe_inc), 0), count(ecc_sbe_inc), coalesce(sum(ecc_dbe_inc), 0), count(ecc_dbe_inc),
+            max(window_start)""",
+        terms=_terms(bucket_of("window_start", width, bucket)),
+        sums=_SUMS,
+        width=width,
+        bucket=bucket,
+        keep=keep,
+    )
+
+
+ECC_HOURS = _ecc_rollup(GPU_ECC_HOURS, HOUR, "hour")
+ECC_SLICES = _ecc_rollup(GPU_ECC_SLICES, SLICE, "slice", keep=2 * HOUR)

@@ -52,9 +52,17 @@ SETTLE = timedelta(minutes=5)
 HOUR = timedelta(hours=1)
 SLICE = timedelta(minutes=10)
 _CHUNK = timedelta(hours=24)
-HOUR_OF_WINDOW = "to_timestamp(floor(epoch(window_start) / 3600) * 3600)"
+
+
+def bucket_of_window(width: timedelta) -> str:
+    """SQL: the UTC bucket of ``width`` (whole seconds) of a source row's ``window_start``."""
+    seconds = round(width.total_seconds())
+    return f"to_timestamp(floor(epoch(window_start) / {seconds}) * {seconds})"
+
+
+HOUR_OF_WINDOW = bucket_of_window(HOUR)
 """SQL: the UTC hour of a source row's ``window_start``."""
-SLICE_OF_WINDOW = "to_timestamp(floor(epoch(window_start) / 600) * 600)"
+SLICE_OF_WINDOW = bucket_of_window(SLICE)
 """SQL: the UTC 10-minute slice of a source row's ``window_start``."""
 
 
@@ -85,13 +93,9 @@ class Marks:
     complete_before: datetime
 
 
-def floor_hour(at: datetime) -> datetime:
-    """The start of ``at``'s UTC hour (``at`` tz-aware, in any zone DuckDB hands it out in)."""
-    return floor_to(at, HOUR)
-
-
 def floor_to(at: datetime, width: timedelta) -> datetime:
-    """The start of ``at``'s UTC bucket of ``width`` (a divisor of a day; ``at`` tz-aware)."""
+    """The start of ``at``'s UTC bucket of ``width`` (a divisor of a day; ``at`` tz-aware, in any zone DuckDB
+    hands it out in)."""
     step = round(width.total_seconds() * 1_000_000)
     micros = (at - _EPOCH) // timedelta(microseconds=1)
     return _EPOCH + timedelta(microseconds=micros - micros % step)

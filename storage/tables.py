@@ -204,13 +204,14 @@ RACK_WINDOWS_1M = Table(
 )
 """Per rack and minute: the GPU windows rolled up, the bus and thermal readings, health (``storage.derived``)."""
 
-GPU_ECC_HOURS = Table(
-    "gpu_ecc_hours",
-    (
+
+def _gpu_ecc_columns(bucket: str) -> tuple[Column, ...]:
+    """The columns of a GPU ECC rollup whose buckets start at ``bucket`` (``storage.ecc_hours``)."""
+    return (
         Column("rack_id", _S),
         Column("node", _I32),
         Column("gpu", _I32),
-        Column("hour", _UTC),
+        Column(bucket, _UTC),
         Column("minutes", _I64),
         Column("samples", _I64),
         Column("ecc_sbe_inc", _I64),
@@ -218,27 +219,14 @@ GPU_ECC_HOURS = Table(
         Column("ecc_dbe_inc", _I64),
         Column("ecc_dbe_minutes", _I64),
         Column("last_minute", _UTC, nullable=True),
-    ),
-)
+    )
+
+
+GPU_ECC_HOURS = Table("gpu_ecc_hours", _gpu_ecc_columns("hour"))
 """Additive rows per GPU and hour of ``gpu_windows_1m`` (``storage.ecc_hours``): GPU-minute windows, samples,
 the ECC increments' sums (nulls as 0) and the minutes with a non-null increment, the newest minute."""
 
-GPU_ECC_SLICES = Table(
-    "gpu_ecc_slices",
-    (
-        Column("rack_id", _S),
-        Column("node", _I32),
-        Column("gpu", _I32),
-        Column("slice", _UTC),
-        Column("minutes", _I64),
-        Column("samples", _I64),
-        Column("ecc_sbe_inc", _I64),
-        Column("ecc_sbe_minutes", _I64),
-        Column("ecc_dbe_inc", _I64),
-        Column("ecc_dbe_minutes", _I64),
-        Column("last_minute", _UTC, nullable=True),
-    ),
-)
+GPU_ECC_SLICES = Table("gpu_ecc_slices", _gpu_ecc_columns("slice"))
 """``gpu_ecc_hours``'s sums per GPU and 10-minute slice of the last two hours rolled (``storage.ecc_hours``):
 what ``rising-ecc`` reads for the open hour instead of its GPU-minute windows."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from storage.derived import DerivedTables
-from storage.hourly import HOUR_OF_WINDOW, SLICE_OF_WINDOW, floor_hour
+from storage.hourly import HOUR, HOUR_OF_WINDOW, SLICE_OF_WINDOW, floor_to
 from storage.query import run_query
 from storage.saved_queries import RISING_ECC_FROM_MINUTES, TENANT_USAGE_FROM_MINUTES, run_saved
 from storage.writer import HistoryWriter
@@ -46,29 +46,24 @@ def covered_vs_summed(rollup: str, hourly: str, windows: str, bucket: str = "hou
     (SELECT * FROM summed EXCEPT ALL SELECT * FROM covered)"""
 
 
-ECC_HOURS_VS_MINUTES = covered_vs_summed(
-    "gpu_ecc_hours",
-    """SELECT rack_id, node, gpu, hour, sum(minutes) AS minutes, sum(samples) AS samples,
-        sum(ecc_sbe_inc) AS sbe, sum(ecc_sbe_minutes) AS sbe_n, sum(ecc_dbe_inc) AS dbe,
-        sum(ecc_dbe_minutes) AS dbe_n, max(last_minute) AS last_minute
-    FROM gpu_ecc_hours GROUP BY ALL""",
-    f"""SELECT rack_id, node, gpu, {HOUR_OF_WINDOW} AS hour, count(*) AS minutes,
-        sum(samples) AS samples, coalesce(sum(ecc_sbe_inc), 0) AS sbe, count(ecc_sbe_inc) AS sbe_n,
-        coalesce(sum(ecc_dbe_inc), 0) AS dbe, count(ecc_dbe_inc) AS dbe_n, max(window_start) AS last_minute
-    FROM gpu_windows_1m GROUP BY ALL""",
-)
-ECC_SLICES_VS_MINUTES = covered_vs_summed(
-    "gpu_ecc_slices",
-    """SELECT rack_id, node, gpu, slice, sum(minutes) AS minutes, sum(samples) AS samples,
-        sum(ecc_sbe_inc) AS sbe, sum(ecc_sbe_minutes) AS sbe_n, sum(ecc_dbe_inc) AS dbe,
-        sum(ecc_dbe_minutes) AS dbe_n, max(last_minute) AS last_minute
-    FROM gpu_ecc_slices GROUP BY ALL""",
-    f"""SELECT rack_id, node, gpu, {SLICE_OF_WINDOW} AS slice, count(*) AS minutes,
-        sum(samples) AS samples, coalesce(sum(ecc_sbe_inc), 0) AS sbe, count(ecc_sbe_inc) AS sbe_n,
-        coalesce(sum(ecc_dbe_inc), 0) AS dbe, count(ecc_dbe_inc) AS dbe_n, max(window_start) AS last_minute
-    FROM gpu_windows_1m GROUP BY ALL""",
-    bucket="slice",
-)
+def ecc_vs_minutes(table: str, bucket: str, bucket_sql: str) -> str:
+    """``covered_vs_summed`` for a GPU ECC rollup ``table`` with buckets ``bucket`` (``bucket_sql`` of a window)."""
+    return covered_vs_summed(
+        table,
+        f"""SELECT rack_id, node, gpu, {bucket}, sum(minutes) AS minutes, sum(samples) AS samples,
+            sum(ecc_sbe_inc) AS sbe, sum(ecc_sbe_minutes) AS sbe_n, sum(ecc_dbe_inc) AS dbe,
+            sum(ecc_dbe_minutes) AS dbe_n, max(last_minute) AS last_minute
+        FROM {table} GROUP BY ALL""",
+        f"""SELECT rack_id, node, gpu, {bucket_sql} AS {bucket}, count(*) AS minutes,
+            sum(samples) AS samples, coalesce(sum(ecc_sbe_inc), 0) AS sbe, count(ecc_sbe_inc) AS sbe_n,
+            coalesce(sum(ecc_dbe_inc), 0) AS dbe, count(ecc_dbe_inc) AS dbe_n, max(window_start) AS last_minute
+        FROM gpu_windows_1m GROUP BY ALL""",
+        bucket,
+    )
+
+
+ECC_HOURS_VS_MINUTES = ecc_vs_minutes("gpu_ecc_hours", "hour", HOUR_OF_WINDOW)
+ECC_SLICES_VS_MINUTES = ecc_vs_minutes("gpu_ecc_slices", "slice", SLICE_OF_WINDOW)
 TENANT_HOURS_VS_MINUTES = covered_vs_summed(
     "tenant_hours",
     """SELECT tenant, rack_id, hour, sum(minutes) AS minutes, sum(gpu_seconds) AS gpu_seconds
@@ -152,7 +147,7 @@ def first_hour_subtracted(store: Store, hours: int) -> bool:
     if newest is None or not marks:
         return False
     after = newest - timedelta(hours=hours)
-    lead = floor_hour(after)
+    lead = floor_to(after, HOUR)
     return bool(marks[0][0] <= lead and marks[0][1] > lead and after < lead + timedelta(minutes=30))
 
 
